@@ -1,0 +1,232 @@
+// Ferry's resource kinds (SPEC §2) as plain types, with the defaults already applied.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace ferry::model {
+
+inline constexpr std::string_view kApiGroup = "ferry.dev";
+inline constexpr std::string_view kApiVersion = "ferry.dev/v1alpha1";
+
+enum class Partition { Aws, AwsCn, AwsUsGov };
+
+std::string_view to_string(Partition p);
+std::optional<Partition> parse_partition(std::string_view s);
+// cn-* → aws-cn, us-gov-* → aws-us-gov, anything else → aws.
+Partition partition_for_region(std::string_view region);
+
+// One (account, region) registry; also what a replication destination names.
+struct RegistryKey {
+  std::string registry_id;
+  std::string region;
+  auto operator<=>(const RegistryKey&) const = default;
+};
+std::string to_string(const RegistryKey& k);  // "111111111111/us-east-1"
+
+struct ObjectMeta {
+  std::string name;
+  std::string namespace_;
+  std::string uid;
+  std::string resource_version;
+  std::int64_t generation = 0;
+  std::string creation_timestamp;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+};
+
+struct SecretRef {
+  std::string namespace_;
+  std::string name;
+  auto operator<=>(const SecretRef&) const = default;
+};
+
+// metav1.Condition.
+struct Condition {
+  std::string type;
+  std::string status;  // True | False | Unknown
+  std::string reason;
+  std::string message;
+  std::string last_transition_time;
+  std::int64_t observed_generation = 0;
+  bool operator==(const Condition&) const = default;
+};
+
+struct CommonStatus {
+  std::int64_t observed_generation = 0;
+  std::vector<Condition> conditions;
+  bool operator==(const CommonStatus&) const = default;
+};
+
+// ---- Registry ---------------------------------------------------------------
+
+enum class RegistryType { Oci, Ecr };
+
+struct RegistrySpec {
+  std::string registry_id;
+  std::string region;
+  Partition partition = Partition::Aws;  // explicit, or derived from region
+  bool partition_explicit = false;
+  std::string endpoint;
+  RegistryType type = RegistryType::Oci;
+  bool enabled = true;
+  std::optional<SecretRef> credentials_secret_ref;
+  bool tls_insecure_skip_verify = false;
+  std::optional<SecretRef> tls_ca_secret_ref;
+  std::optional<SecretRef> notifications_token_secret_ref;
+  std::chrono::milliseconds poll_interval{std::chrono::seconds(30)};  // 0 disables polling
+};
+
+struct RegistryStatus : CommonStatus {
+  std::string last_polled_at;
+};
+
+struct Registry {
+  ObjectMeta metadata;
+  RegistrySpec spec;
+  RegistryStatus status;
+  RegistryKey key() const { return {spec.registry_id, spec.region}; }
+};
+
+// ---- ReplicationConfig ------------------------------------------------------
+
+struct RepositoryFilter {
+  std::string filter;
+  std::string filter_type = "PREFIX_MATCH";
+};
+
+struct ReplicationRule {
+  std::vector<RegistryKey> destinations;
+  std::vector<RepositoryFilter> repository_filters;
+};
+
+struct ReplicationConfigSpec {
+  std::string registry_id;
+  std::string region;
+  std::vector<ReplicationRule> rules;
+};
+
+struct DestinationState {
+  std::string region;
+  std::string registry_id;
+  std::string state;  // Ready | RegionNotEnabled | CrossPartition | NoPolicy | Denied | Unreachable
+  std::string message;
+  bool operator==(const DestinationState&) const = default;
+};
+
+struct ReplicationConfigStatus : CommonStatus {
+  std::string effective_since;
+  std::vector<DestinationState> destinations;
+};
+
+struct ReplicationConfig {
+  ObjectMeta metadata;
+  ReplicationConfigSpec spec;
+  ReplicationConfigStatus status;
+  RegistryKey key() const { return {spec.registry_id, spec.region}; }
+};
+
+// ---- RegistryPolicy ---------------------------------------------------------
+
+struct RegistryPolicySpec {
+  std::string registry_id;
+  std::string region;
+  boost::json::value policy;  // as written: an object or a JSON string; see policy.hpp
+};
+
+struct RegistryPolicy {
+  ObjectMeta metadata;
+  RegistryPolicySpec spec;
+  CommonStatus status;
+  RegistryKey key() const { return {spec.registry_id, spec.region}; }
+};
+
+// ---- Repository -------------------------------------------------------------
+
+struct RepositorySpec {
+  std::string registry_id;
+  std::string region;
+  std::string repository_name;
+  std::string image_tag_mutability = "MUTABLE";  // MUTABLE | IMMUTABLE
+  bool scan_on_push = false;
+  std::string encryption_type = "AES256";  // AES256 | KMS
+  std::string kms_key;
+};
+
+struct RepositoryStatus : CommonStatus {
+  std::string created_by;  // Replication | User
+  std::string created_at;
+  std::optional<RegistryKey> source_registry;
+  std::string source_repository_name;
+};
+
+struct Repository {
+  ObjectMeta metadata;
+  RepositorySpec spec;
+  RepositoryStatus status;
+};
+
+// ---- ImageReplication -------------------------------------------------------
+
+struct ImageSource {
+  std::string registry_id;
+  std::string region;
+  std::string repository_name;
+  std::string image_digest;
+  std::string image_tag;  // empty when pushed by digest
+  std::string pushed_at;
+};
+
+struct ReplicationStatus {
+  std::string region;
+  std::string registry_id;
+  std::string status;  // IN_PROGRESS | COMPLETE | FAILED
+  std::string failure_code;
+  std::string message;
+  std::string started_at;
+  std::string completed_at;
+  std::string authorized_by;
+  bool tagged = true;
+  bool operator==(const ReplicationStatus&) const = default;
+};
+
+struct ImageReplicationSpec {
+  ImageSource source;
+  std::vector<RegistryKey> destinations;
+};
+
+struct ImageReplicationStatus : CommonStatus {
+  std::vector<ReplicationStatus> replication_statuses;
+  std::string digest_short;
+  std::string progress;
+};
+
+struct ImageReplication {
+  ObjectMeta metadata;
+  ImageReplicationSpec spec;
+  ImageReplicationStatus status;
+};
+
+// ---- v1/Secret --------------------------------------------------------------
+
+struct Secret {
+  ObjectMeta metadata;
+  std::string type;                           // e.g. kubernetes.io/dockerconfigjson, Opaque
+  std::map<std::string, std::string> data;    // decoded bytes of .data merged with .stringData
+};
+
+using Resource =
+    std::variant<Registry, ReplicationConfig, RegistryPolicy, Repository, ImageReplication, Secret>;
+
+std::string_view kind_of(const Resource& r);
+const ObjectMeta& metadata_of(const Resource& r);
+
+}  // namespace ferry::model

@@ -1,0 +1,228 @@
+// Parsing: YAML/JSON documents, unknown fields, types, defaults.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "reconcilers/model/parse.hpp"
+#include "test_util.hpp"
+
+namespace ferry::model {
+namespace {
+
+using ::testing::ElementsAre;
+using testing::errors_of;
+using testing::parse_one;
+
+TEST(Parse, RegistryDefaultsAreApplied) {
+  auto p = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: "111111111111", region: cn-north-1, endpoint: "http://127.0.0.1:5000"}
+)");
+  ASSERT_TRUE(p.resource);
+  const auto& r = std::get<Registry>(*p.resource);
+  EXPECT_EQ(r.spec.partition, Partition::AwsCn);
+  EXPECT_FALSE(r.spec.partition_explicit);
+  EXPECT_TRUE(r.spec.enabled);
+  EXPECT_EQ(r.spec.type, RegistryType::Oci);
+  EXPECT_EQ(r.spec.poll_interval, std::chrono::seconds(30));
+  EXPECT_FALSE(r.spec.credentials_secret_ref.has_value());
+}
+
+TEST(Parse, RegistryExplicitFields) {
+  auto p = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec:
+  registryId: "111111111111"
+  region: us-east-1
+  partition: aws-us-gov
+  endpoint: https://reg.example.com
+  enabled: false
+  pollInterval: 1m30s
+  credentialsSecretRef: {namespace: ferry-system, name: creds}
+  tls: {insecureSkipVerify: true, caSecretRef: {namespace: ferry-system, name: ca}}
+  notifications: {tokenSecretRef: {namespace: ferry-system, name: tok}}
+)");
+  ASSERT_TRUE(p.resource);
+  const auto& r = std::get<Registry>(*p.resource);
+  EXPECT_EQ(r.spec.partition, Partition::AwsUsGov);
+  EXPECT_TRUE(r.spec.partition_explicit);
+  EXPECT_FALSE(r.spec.enabled);
+  EXPECT_EQ(r.spec.poll_interval, std::chrono::seconds(90));
+  EXPECT_EQ(r.spec.credentials_secret_ref, (SecretRef{"ferry-system", "creds"}));
+  EXPECT_TRUE(r.spec.tls_insecure_skip_verify);
+  EXPECT_EQ(r.spec.tls_ca_secret_ref, (SecretRef{"ferry-system", "ca"}));
+  EXPECT_EQ(r.spec.notifications_token_secret_ref, (SecretRef{"ferry-system", "tok"}));
+}
+
+TEST(Parse, UnknownFieldsAreRejectedWithTheirPath) {
+  EXPECT_THAT(errors_of(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: ReplicationConfig
+metadata: {name: c, colour: red}
+spec:
+  registryId: "111111111111"
+  region: us-east-1
+  rules:
+  - destinations: [{region: us-west-2, registryId: "111111111111", zone: a}]
+    repositoryFilters: [{filter: prod, filterType: PREFIX_MATCH, negate: true}]
+  extra: 1
+)"),
+              ElementsAre("metadata.colour: unknown field",
+                          "spec.rules[0].destinations[0].zone: unknown field",
+                          "spec.rules[0].repositoryFilters[0].negate: unknown field",
+                          "spec.extra: unknown field"));
+}
+
+TEST(Parse, TypesAndRequiredFieldsAreNamed) {
+  EXPECT_THAT(errors_of(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: 111111111111, region: us-east-1, enabled: "yes"}
+)"),
+              ElementsAre("spec.registryId: must be a string, got an integer (quote it)",
+                          "spec.endpoint: required",
+                          "spec.enabled: must be true or false, got a string"));
+}
+
+TEST(Parse, MissingNameKindAndWrongApiVersion) {
+  EXPECT_THAT(errors_of("apiVersion: ferry.dev/v1alpha1\nkind: Registry\nspec: {}\n"),
+              ::testing::Contains("metadata.name: required"));
+  EXPECT_THAT(errors_of("apiVersion: ferry.dev/v1\nkind: Registry\nmetadata: {name: x}\nspec: {}\n"),
+              ElementsAre("apiVersion: \"ferry.dev/v1\" is not served; use ferry.dev/v1alpha1"));
+  EXPECT_THAT(errors_of("apiVersion: ferry.dev/v1alpha1\nkind: Mirror\nmetadata: {name: x}\n"),
+              ElementsAre(::testing::StartsWith("kind: \"Mirror\" is not a ferry.dev kind")));
+}
+
+TEST(Parse, FilterTypeDefaultsToPrefixMatch) {
+  auto p = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: ReplicationConfig
+metadata: {name: c}
+spec:
+  registryId: "111111111111"
+  region: us-east-1
+  rules: [{destinations: [{region: us-west-2, registryId: "111111111111"}], repositoryFilters: [{filter: prod}]}]
+)");
+  ASSERT_TRUE(p.resource);
+  const auto& rc = std::get<ReplicationConfig>(*p.resource);
+  ASSERT_EQ(rc.spec.rules.size(), 1u);
+  EXPECT_EQ(rc.spec.rules[0].repository_filters[0].filter_type, "PREFIX_MATCH");
+}
+
+TEST(Parse, MultiDocumentYamlAndListKind) {
+  auto docs = load_documents(R"(
+---
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: ferry.dev/v1alpha1, kind: Registry, metadata: {name: a}}
+- {apiVersion: ferry.dev/v1alpha1, kind: Registry, metadata: {name: b}}
+---
+---
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: c}
+)",
+                             Format::Yaml);
+  ASSERT_TRUE(docs);
+  EXPECT_EQ(docs->size(), 3u);
+}
+
+TEST(Parse, YamlSyntaxErrorHasLineAndColumn) {
+  auto docs = load_documents("kind: Registry\nmetadata:\n  name: [a\n", Format::Yaml);
+  ASSERT_FALSE(docs);
+  EXPECT_EQ(docs.error().line, 4);
+  EXPECT_GT(docs.error().column, 0);
+}
+
+TEST(Parse, JsonDocumentsAndSyntaxErrors) {
+  auto docs = load_documents(R"({"apiVersion":"ferry.dev/v1alpha1","kind":"Registry","metadata":{"name":"a"},
+"spec":{"registryId":"111111111111","region":"us-east-1","endpoint":"http://h:1"}})",
+                             Format::Json);
+  ASSERT_TRUE(docs);
+  ASSERT_EQ(docs->size(), 1u);
+  EXPECT_TRUE(parse_resource(docs->front()).resource.has_value());
+
+  auto bad = load_documents("{\"a\": 1,\n \"b\": }", Format::Json);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().line, 2);
+  EXPECT_EQ(bad.error().column, 7);
+}
+
+TEST(Parse, QuotedScalarsStayStrings) {
+  auto docs = load_documents("a: 'true'\nb: true\nc: \"12\"\nd: 12\ne: ~\n", Format::Yaml);
+  ASSERT_TRUE(docs);
+  const auto& o = docs->front().as_object();
+  EXPECT_TRUE(o.at("a").is_string());
+  EXPECT_TRUE(o.at("b").is_bool());
+  EXPECT_TRUE(o.at("c").is_string());
+  EXPECT_TRUE(o.at("d").is_int64());
+  EXPECT_TRUE(o.at("e").is_null());
+}
+
+TEST(Parse, SecretsOfBothShapes) {
+  auto docker = parse_one(R"(
+apiVersion: v1
+kind: Secret
+metadata: {name: d, namespace: ferry-system}
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: eyJhdXRocyI6eyIxMjcuMC4wLjE6NTAwMCI6eyJhdXRoIjoiZFhObGNqcHdZWE56In19fQ==
+)");
+  ASSERT_TRUE(docker.resource);
+  const auto& s = std::get<Secret>(*docker.resource);
+  EXPECT_EQ(s.data.at(".dockerconfigjson"), R"({"auths":{"127.0.0.1:5000":{"auth":"dXNlcjpwYXNz"}}})");
+
+  auto bad = errors_of(R"(
+apiVersion: v1
+kind: Secret
+metadata: {name: d, namespace: ferry-system}
+data: {password: "not base64!"}
+)");
+  EXPECT_THAT(bad, ElementsAre("data.password: is not valid base64"));
+}
+
+TEST(Parse, Durations) {
+  EXPECT_EQ(parse_duration("0"), std::chrono::milliseconds(0));
+  EXPECT_EQ(parse_duration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(parse_duration("1h2m3s"), std::chrono::milliseconds(3'723'000));
+  EXPECT_FALSE(parse_duration("10"));
+  EXPECT_FALSE(parse_duration("1d"));
+  EXPECT_FALSE(parse_duration(""));
+  EXPECT_FALSE(parse_duration("-1s"));
+}
+
+TEST(Parse, ImageReplicationWithStatus) {
+  auto p = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: ImageReplication
+metadata: {name: ir, generation: 2}
+spec:
+  source: {registryId: "111111111111", region: us-east-1, repositoryName: prod/app,
+           imageDigest: "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+           imageTag: v1, pushedAt: "2026-11-28T14:00:00Z"}
+  destinations: [{region: us-west-2, registryId: "111111111111"}]
+status:
+  observedGeneration: 2
+  replicationStatuses:
+  - {region: us-west-2, registryId: "111111111111", status: FAILED,
+     failureCode: DESTINATION_REGISTRY_ACCESS_DENIED, tagged: false}
+)");
+  ASSERT_TRUE(p.resource) << testing::join_lines([&] {
+    std::vector<std::string> v;
+    for (auto& e : p.errors) v.push_back(to_string(e));
+    return v;
+  }());
+  const auto& ir = std::get<ImageReplication>(*p.resource);
+  EXPECT_EQ(ir.metadata.generation, 2);
+  ASSERT_EQ(ir.status.replication_statuses.size(), 1u);
+  EXPECT_EQ(ir.status.replication_statuses[0].failure_code, "DESTINATION_REGISTRY_ACCESS_DENIED");
+  EXPECT_FALSE(ir.status.replication_statuses[0].tagged);
+}
+
+}  // namespace
+}  // namespace ferry::model
