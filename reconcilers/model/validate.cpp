@@ -74,6 +74,11 @@ bool is_valid_digest(std::string_view s) {
   return std::regex_match(s.begin(), s.end(), re);
 }
 
+bool is_valid_tag(std::string_view s) {
+  static const std::regex re{"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"};
+  return std::regex_match(s.begin(), s.end(), re);
+}
+
 RegistryCatalog::RegistryCatalog(std::span<const Resource> resources) {
   for (const auto& r : resources) {
     if (const auto* reg = std::get_if<Registry>(&r)) add(*reg);

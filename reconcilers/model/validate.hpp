@@ -24,6 +24,8 @@ bool is_valid_region(std::string_view s);
 // OCI distribution repository name grammar, at most 256 characters.
 bool is_valid_repository_name(std::string_view s);
 bool is_valid_digest(std::string_view s);
+// OCI tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+bool is_valid_tag(std::string_view s);
 
 // The Registry catalog of a set of resources: partitions given explicitly in a Registry spec
 // override the ones derived from region names.

@@ -1,0 +1,103 @@
+// Replication decisions as pure functions: which destinations a push goes to, whether each is
+// allowed (S2, S7, S8), how records are named and summarised. The engine does the I/O.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "reconcilers/model/events.hpp"
+#include "reconcilers/model/policy.hpp"
+#include "reconcilers/model/resources.hpp"
+#include "reconcilers/model/validate.hpp"
+
+namespace ferry::model {
+
+// Failure codes written into ReplicationStatus.failureCode.
+inline constexpr std::string_view kAccessDenied = "DESTINATION_REGISTRY_ACCESS_DENIED";
+inline constexpr std::string_view kRegionNotEnabled = "REGION_NOT_ENABLED";
+inline constexpr std::string_view kCrossPartition = "CROSS_PARTITION";
+inline constexpr std::string_view kReplicationFailed = "REPLICATION_FAILED";
+
+inline constexpr std::string_view kInProgress = "IN_PROGRESS";
+inline constexpr std::string_view kComplete = "COMPLETE";
+inline constexpr std::string_view kFailed = "FAILED";
+
+// The valid resources of one moment, looked up by what replication needs.
+class ResourceIndex {
+ public:
+  ResourceIndex() = default;
+  explicit ResourceIndex(std::span<const Resource> resources);
+
+  const Registry* registry(const RegistryKey& key) const;
+  const Registry* registry_named(std::string_view name) const;
+  const ReplicationConfig* config_for(const RegistryKey& source) const;
+  const RegistryPolicy* policy_for(const RegistryKey& destination) const;
+  const Repository* repository(const RegistryKey& registry, std::string_view name) const;
+  const Secret* secret(const SecretRef& ref) const;
+  const RegistryCatalog& catalog() const { return catalog_; }
+  const std::vector<Registry>& registries() const { return registries_; }
+  const std::vector<ReplicationConfig>& configs() const { return configs_; }
+
+ private:
+  std::vector<Registry> registries_;
+  std::vector<ReplicationConfig> configs_;
+  std::vector<RegistryPolicy> policies_;
+  std::vector<Repository> repositories_;
+  std::vector<Secret> secrets_;
+  RegistryCatalog catalog_;
+};
+
+// True when a registry exists in the catalog and is enabled (S8).
+bool region_enabled(const ResourceIndex& index, const RegistryKey& key);
+
+// Destinations of a push into `source`/`repository` (S5); empty when the source registry has
+// no ReplicationConfig, is not enabled, or no rule applies.
+std::vector<RegistryKey> destinations_for_push(const ResourceIndex& index, const RegistryKey& source,
+                                               std::string_view repository);
+
+struct Authorization {
+  bool allowed = false;
+  std::string failure_code;   // when not allowed
+  std::string message;        // why, naming the policy statement or missing object
+  std::string authorized_by;  // when allowed: "same-account" or the deciding statement(s)
+};
+
+// Whether `source` may write `repository` into `destination` right now (S2, S7, S8).
+// `repository_exists` adds ecr:CreateRepository to what a cross-account policy must allow.
+Authorization authorize(const ResourceIndex& index, const RegistryKey& source,
+                        const RegistryKey& destination, std::string_view repository,
+                        bool repository_exists);
+
+// A new ImageReplication record for a push, IN_PROGRESS for every destination.
+ImageReplication new_image_replication(const RegistryKey& source, const PushEvent& push,
+                                       const std::vector<RegistryKey>& destinations,
+                                       const std::string& now);
+
+// The Repository record Ferry creates with a repository (S12: MUTABLE, scanOnPush false, AES256).
+Repository new_replicated_repository(const RegistryKey& destination, std::string_view repository,
+                                     const RegistryKey& source, const std::string& now);
+
+// Kubernetes object names (DNS subdomain, ≤ 253) that are stable for the same identity.
+std::string image_replication_name(const RegistryKey& source, std::string_view repository,
+                                   std::string_view digest, std::string_view tag);
+std::string repository_record_name(const RegistryKey& registry, std::string_view repository);
+
+// Recomputes status.progress ("1/2" complete of total) and status.digestShort.
+void summarize(ImageReplication& record);
+
+// True when every destination is COMPLETE or FAILED.
+bool finished(const ImageReplication& record);
+
+// S13: whether the tag may be written at a destination whose repository record says
+// IMMUTABLE and whose tag currently points at `existing_digest` (empty: tag absent).
+bool may_write_tag(const Repository* destination_repository, std::string_view existing_digest,
+                   std::string_view digest);
+
+// Lower-case hex SHA-256 of the bytes.
+std::string sha256_hex(std::string_view bytes);
+
+}  // namespace ferry::model

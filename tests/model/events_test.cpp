@@ -1,0 +1,79 @@
+// Notification envelopes: manifest pushes are kept, everything else skipped, bad bodies refused whole.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "reconcilers/model/events.hpp"
+
+namespace ferry::model {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kDigest = "sha256:" + std::string(64, 'a');
+
+std::string event(const std::string& action, const std::string& media_type, const std::string& repo,
+                  const std::string& tag = "") {
+  return R"({"id":"e1","timestamp":"2026-11-28T14:00:00.123Z","action":")" + action +
+         R"(","target":{"mediaType":")" + media_type + R"(","digest":")" + kDigest +
+         R"(","repository":")" + repo + R"(")" + (tag.empty() ? "" : R"(,"tag":")" + tag + R"(")") +
+         R"(},"request":{"useragent":"skopeo/1.9.3"},"actor":{"name":"alice"}})";
+}
+
+TEST(Notifications, ManifestPushesAreKept) {
+  const std::string body =
+      R"({"events":[)" + event("push", "application/vnd.oci.image.manifest.v1+json", "prod/app", "v1") +
+      "," + event("push", "application/octet-stream", "prod/app") + "," +
+      event("pull", "application/vnd.oci.image.manifest.v1+json", "prod/app", "v1") + "," +
+      event("push", "application/vnd.oci.image.index.v1+json", "prod/app") + "]}";
+  auto r = parse_notification(body);
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].repository, "prod/app");
+  EXPECT_EQ((*r)[0].tag, "v1");
+  EXPECT_EQ((*r)[0].digest, kDigest);
+  EXPECT_EQ((*r)[0].user_agent, "skopeo/1.9.3");
+  EXPECT_EQ((*r)[0].timestamp, "2026-11-28T14:00:00.123Z");
+  EXPECT_EQ((*r)[1].tag, "");
+  EXPECT_EQ((*r)[1].media_type, "application/vnd.oci.image.index.v1+json");
+}
+
+TEST(Notifications, EveryManifestKindCounts) {
+  for (const char* t : {"application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.docker.distribution.manifest.list.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.oci.image.index.v1+json",
+                        "application/vnd.oci.artifact.manifest.v1+json"}) {
+    EXPECT_TRUE(is_manifest_media_type(t)) << t;
+  }
+  EXPECT_FALSE(is_manifest_media_type("application/vnd.docker.distribution.manifest.v1+prettyjws"));
+  EXPECT_FALSE(is_manifest_media_type("application/vnd.oci.image.layer.v1.tar+gzip"));
+}
+
+TEST(Notifications, MalformedBodiesAreRefusedWithAReason) {
+  EXPECT_THAT(parse_notification("{\"events\": [").error(), HasSubstr("body is not JSON"));
+  EXPECT_THAT(parse_notification("[]").error(), HasSubstr("expected {\"events\": [...]}"));
+  EXPECT_THAT(parse_notification(R"({"events":[{"target":{}}]})").error(),
+              HasSubstr("events[0].action: required"));
+  EXPECT_THAT(parse_notification(R"({"events":[{"action":"push"}]})").error(),
+              HasSubstr("events[0].target: required object"));
+  // One bad event spoils the envelope: nothing is half-applied.
+  auto traversal = parse_notification(
+      R"({"events":[)" + event("push", "application/vnd.oci.image.manifest.v1+json", "prod/app", "v1") +
+      "," + event("push", "application/vnd.oci.image.manifest.v1+json", "../../etc") + "]}");
+  ASSERT_FALSE(traversal);
+  EXPECT_THAT(traversal.error(), HasSubstr("events[1].target.repository: \"../../etc\" is not a repository name"));
+  auto bad_digest = parse_notification(
+      R"({"events":[{"action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+      R"("repository":"a","digest":"md5:x"}}]})");
+  ASSERT_FALSE(bad_digest);
+  EXPECT_THAT(bad_digest.error(), HasSubstr("is not a sha256 digest"));
+}
+
+TEST(Notifications, ContentTypes) {
+  EXPECT_TRUE(is_notification_content_type("application/vnd.docker.distribution.events.v1+json"));
+  EXPECT_TRUE(is_notification_content_type("application/vnd.docker.distribution.events.v2+json; charset=utf-8"));
+  EXPECT_FALSE(is_notification_content_type("text/plain"));
+}
+
+}  // namespace
+}  // namespace ferry::model
