@@ -1,0 +1,50 @@
+// The standalone mode's durable state: records and bookkeeping as JSON files in a directory.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <expected>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reconcilers/model/resources.hpp"
+
+namespace ferry::store {
+
+// Layout (every file written to a temporary name, fsynced, then renamed over the old one, so a
+// crash leaves either the old or the new content, never half of it):
+//   imagereplications/<name>.json   ImageReplication records
+//   repositories/<name>.json        Repository records created by replication
+//   state/<key>.json                engine bookkeeping (baselines, effective times)
+class StateDir {
+ public:
+  // Creates the directory and its sub-directories; throws std::runtime_error when it cannot
+  // (start-up configuration).
+  explicit StateDir(std::filesystem::path root);
+
+  const std::filesystem::path& root() const { return root_; }
+
+  std::expected<void, std::string> save(const model::ImageReplication& record);
+  std::expected<void, std::string> save(const model::Repository& record);
+  // Ferry's own records only: deleting one never touches a registry (S10).
+  std::expected<void, std::string> remove_image_replication(const std::string& name);
+
+  std::optional<model::ImageReplication> image_replication(const std::string& name) const;
+  // Records that cannot be read are reported in `problems` and skipped.
+  std::vector<model::ImageReplication> image_replications(std::vector<std::string>* problems = nullptr) const;
+  std::vector<model::Repository> repositories(std::vector<std::string>* problems = nullptr) const;
+
+  std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v);
+  std::optional<boost::json::value> load_state(const std::string& key) const;
+
+ private:
+  std::filesystem::path root_;
+};
+
+// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+std::expected<void, std::string> write_file_atomically(const std::filesystem::path& path,
+                                                       std::string_view bytes);
+
+}  // namespace ferry::store
