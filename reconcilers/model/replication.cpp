@@ -166,9 +166,11 @@ std::string dns_part(std::string_view s, std::size_t max) {
 }  // namespace
 
 std::string image_replication_name(const RegistryKey& source, std::string_view repository,
-                                   std::string_view digest, std::string_view tag) {
+                                   std::string_view digest, std::string_view tag,
+                                   std::string_view push_id) {
   const std::string identity = to_string(source) + "|" + std::string(repository) + "|" +
-                               std::string(digest) + "|" + std::string(tag);
+                               std::string(digest) + "|" + std::string(tag) + "|" +
+                               std::string(push_id);
   std::string name = dns_part(repository, 100);
   if (!tag.empty()) name += "-" + dns_part(tag, 60);
   std::string_view hex = digest.starts_with("sha256:") ? digest.substr(7, 12) : digest.substr(0, 12);
@@ -187,7 +189,7 @@ ImageReplication new_image_replication(const RegistryKey& source, const PushEven
                                        const std::vector<RegistryKey>& destinations,
                                        const std::string& now) {
   ImageReplication r;
-  r.metadata.name = image_replication_name(source, push.repository, push.digest, push.tag);
+  r.metadata.name = image_replication_name(source, push.repository, push.digest, push.tag, push.id);
   r.metadata.generation = 1;
   r.metadata.creation_timestamp = now;
   auto& s = r.spec.source;

@@ -72,7 +72,8 @@ Authorization authorize(const ResourceIndex& index, const RegistryKey& source,
                         const RegistryKey& destination, std::string_view repository,
                         bool repository_exists);
 
-// A new ImageReplication record for a push, IN_PROGRESS for every destination.
+// A new ImageReplication record for a push, IN_PROGRESS for every destination; named from the
+// push's identity including `push.id`.
 ImageReplication new_image_replication(const RegistryKey& source, const PushEvent& push,
                                        const std::vector<RegistryKey>& destinations,
                                        const std::string& now);
@@ -82,8 +83,12 @@ Repository new_replicated_repository(const RegistryKey& destination, std::string
                                      const RegistryKey& source, const std::string& now);
 
 // Kubernetes object names (DNS subdomain, ≤ 253) that are stable for the same identity.
+// `push_id` tells pushes of the same content apart (the registry's event id, or when polling
+// noticed it), so a tag moved away and back is replicated again, while a notification the
+// registry delivers twice maps to the same record.
 std::string image_replication_name(const RegistryKey& source, std::string_view repository,
-                                   std::string_view digest, std::string_view tag);
+                                   std::string_view digest, std::string_view tag,
+                                   std::string_view push_id);
 std::string repository_record_name(const RegistryKey& registry, std::string_view repository);
 
 // Recomputes status.progress ("1/2" complete of total) and status.digestShort.

@@ -77,3 +77,27 @@ TEST(Notifications, ContentTypes) {
 
 }  // namespace
 }  // namespace ferry::model
+
+#include "reconcilers/model/clock.hpp"
+
+namespace ferry::model {
+namespace {
+
+TEST(Clock, Rfc3339RoundTripAndForms) {
+  auto t = parse_rfc3339("2026-11-28T14:00:00Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(format_rfc3339(*t), "2026-11-28T14:00:00Z");
+  auto nanos = parse_rfc3339("2026-11-28T14:00:00.123456789Z");
+  ASSERT_TRUE(nanos);
+  EXPECT_EQ(format_rfc3339(*nanos, true), "2026-11-28T14:00:00.123Z");
+  EXPECT_LT(*t, *nanos);
+  auto offset = parse_rfc3339("2026-11-28T15:30:00+01:30");
+  ASSERT_TRUE(offset);
+  EXPECT_EQ(*offset, *t);
+  EXPECT_FALSE(parse_rfc3339("2026-11-28 14:00:00Z"));
+  EXPECT_FALSE(parse_rfc3339("2026-11-28T14:00:00"));
+  EXPECT_FALSE(parse_rfc3339("2026-13-28T14:00:00Z"));
+}
+
+}  // namespace
+}  // namespace ferry::model

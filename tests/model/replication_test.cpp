@@ -150,12 +150,13 @@ TEST(Replication, NewRecordIsInProgressEverywhere) {
 
 TEST(Replication, NamesAreValidStableAndDistinct) {
   const std::string d = "sha256:" + std::string(64, 'c');
-  auto a = image_replication_name(kSrc, "Prod/App_x", d, "v1.0");
-  EXPECT_EQ(a, image_replication_name(kSrc, "Prod/App_x", d, "v1.0"));
-  EXPECT_NE(a, image_replication_name(kSrc, "Prod/App_x", d, "v1.1"));
-  EXPECT_NE(a, image_replication_name(kWest, "Prod/App_x", d, "v1.0"));
+  auto a = image_replication_name(kSrc, "Prod/App_x", d, "v1.0", "e1");
+  EXPECT_EQ(a, image_replication_name(kSrc, "Prod/App_x", d, "v1.0", "e1"));
+  EXPECT_NE(a, image_replication_name(kSrc, "Prod/App_x", d, "v1.1", "e1"));
+  EXPECT_NE(a, image_replication_name(kWest, "Prod/App_x", d, "v1.0", "e1"));
+  EXPECT_NE(a, image_replication_name(kSrc, "Prod/App_x", d, "v1.0", "e2"));
   EXPECT_TRUE(std::ranges::all_of(a, [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; })) << a;
-  EXPECT_LE(image_replication_name(kSrc, std::string(256, 'a'), d, std::string(128, 't')).size(), 253u);
+  EXPECT_LE(image_replication_name(kSrc, std::string(256, 'a'), d, std::string(128, 't'), "e").size(), 253u);
   EXPECT_LE(repository_record_name(kEu, std::string(256, 'a')).size(), 253u);
 }
 
