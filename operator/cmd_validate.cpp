@@ -37,7 +37,9 @@ int run_validate(int argc, char** argv) {
   for (const auto& p : set.invalid) std::cout << p.to_string() << "\n";
   if (!set.unreadable.empty()) return 2;
   if (!set.invalid.empty()) return 1;
-  std::cerr << set.resources.size() << " resources valid\n";
+  std::cerr << set.resources.size() << " resources valid";
+  if (set.skipped > 0) std::cerr << ", " << set.skipped << " objects of other API groups skipped";
+  std::cerr << "\n";
   return 0;
 }
 

@@ -73,6 +73,10 @@ LoadedSet load_manifests(const std::vector<fs::path>& roots) {
     }
     for (const auto& doc : *docs) {
       auto result = model::parse_resource(doc);
+      if (result.foreign) {
+        ++set.skipped;
+        continue;
+      }
       for (auto& e : result.errors) {
         set.invalid.push_back({file.string(), result.kind, result.name, std::move(e)});
       }

@@ -35,6 +35,7 @@ struct LoadedSet {
   std::vector<LoadedResource> resources;  // valid resources only
   std::vector<ObjectProblem> invalid;     // parse and validation problems, set problems included
   std::vector<FileProblem> unreadable;
+  std::size_t skipped = 0;  // objects of other API groups (e.g. an Argo CD Application)
 };
 
 // Every *.yaml, *.yml and *.json file under the given files and directories (recursively,

@@ -584,6 +584,23 @@ ParsedResource parse_resource(const json::value& object) {
     errors.push_back({"", std::string("a resource must be an object, got ") + type_name(object)});
     return out;
   }
+  {
+    // Objects of other API groups (a GitOps repository holds more than Ferry's resources) are
+    // not Ferry's to judge: they are skipped, not rejected. A misspelt ferry.dev version is not.
+    const auto& o = object.as_object();
+    const auto* av = o.if_contains("apiVersion");
+    const auto* k = o.if_contains("kind");
+    if (av && av->is_string() && k && k->is_string()) {
+      const std::string_view v = av->as_string();
+      const auto slash = v.find('/');
+      const std::string_view group = slash == std::string_view::npos ? std::string_view() : v.substr(0, slash);
+      if (group != kApiGroup && !(group.empty() && k->as_string() == "Secret")) {
+        out.foreign = true;
+        out.kind = k->as_string();
+        return out;
+      }
+    }
+  }
   ObjectReader top(&object, "", errors);
   auto api_version = top.str("apiVersion", true);
   auto kind = top.str("kind", true);

@@ -35,11 +35,13 @@ std::expected<boost::json::value, SyntaxError> parse_json_text(std::string_view 
 struct ParsedResource {
   std::string kind;  // as written, or empty
   std::string name;  // metadata.name as written, or empty
-  std::optional<Resource> resource;  // set when `errors` is empty
+  std::optional<Resource> resource;  // set when `errors` is empty and the object is Ferry's
   FieldErrors errors;
+  bool foreign = false;  // another API group (or a core kind other than Secret): skipped
 };
 
-// Reads one object: apiVersion/kind dispatch, unknown fields rejected with their path,
+// Reads one object: apiVersion/kind dispatch (objects of other API groups are marked `foreign`
+// and not read), unknown fields rejected with their path,
 // wrong types named, required fields checked, defaults applied. Status is read when present.
 ParsedResource parse_resource(const boost::json::value& object);
 

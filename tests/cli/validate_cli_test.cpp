@@ -151,3 +151,16 @@ TEST(Cli, UnknownCommandExitsTwo) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(ValidateCli, OtherApiGroupsAreSkipped) {
+  auto f = write("mixed.yaml", config("  - destinations: [{region: us-west-2, registryId: \"111111111111\"}]\n") +
+                                   "---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: ferry}\n"
+                                   "spec: {project: default}\n");
+  auto r = ferry("validate -f " + f);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("1 resources valid, 1 objects of other API groups skipped"));
+}
+
+}  // namespace

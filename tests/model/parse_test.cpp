@@ -97,6 +97,19 @@ TEST(Parse, MissingNameKindAndWrongApiVersion) {
               ElementsAre(::testing::StartsWith("kind: \"Mirror\" is not a ferry.dev kind")));
 }
 
+TEST(Parse, OtherApiGroupsAreSkippedNotRejected) {
+  for (const char* doc : {"apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: x}\nspec: {a: 1}\n",
+                          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: b}\n"}) {
+    auto p = parse_one(doc);
+    EXPECT_TRUE(p.foreign) << doc;
+    EXPECT_TRUE(p.errors.empty()) << doc;
+    EXPECT_FALSE(p.resource) << doc;
+  }
+  // A misspelt Ferry version is Ferry's business.
+  EXPECT_FALSE(parse_one("apiVersion: ferry.dev/v1alph1\nkind: Registry\nmetadata: {name: x}\n").foreign);
+  EXPECT_FALSE(parse_one("apiVersion: v2\nkind: Secret\nmetadata: {name: x}\n").foreign);
+}
+
 TEST(Parse, FilterTypeDefaultsToPrefixMatch) {
   auto p = parse_one(R"(
 apiVersion: ferry.dev/v1alpha1
