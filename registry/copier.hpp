@@ -1,0 +1,84 @@
+// The image copier: one image or index (every child) from a source to a destination
+// registry, blobs streamed socket-to-socket, many images at once with shared-blob dedupe.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "registry/client.hpp"
+#include "registry/reference.hpp"
+
+namespace ferry::registry {
+
+struct CopyOptions {
+  std::size_t max_parallel_blobs = 8;    // blob transfers in flight, across all images
+  std::size_t max_parallel_images = 16;  // images in flight in copy_all
+  std::size_t chunk_bytes = 1 << 20;     // bounded buffer: two chunks per blob in flight
+  // How blob bytes are uploaded: streamed in the PUT ?digest= that commits them (one request;
+  // the registry verifies the digest before committing), or PATCHed (in patch_bytes pieces,
+  // 0 = one PATCH) and then committed by an empty PUT.
+  bool stream_in_put = true;
+  std::uint64_t patch_bytes = 0;
+  bool digest_only = false;              // push the top manifest by digest, without the tag (S13)
+  RetryPolicy retry;                     // whole-blob retries after a failed stream
+};
+
+struct CopyStats {
+  std::uint64_t blobs_copied = 0;
+  std::uint64_t blobs_skipped = 0;  // already at the destination (HEAD) or copied earlier in this run
+  std::uint64_t blobs_mounted = 0;
+  std::uint64_t manifests_pushed = 0;
+  std::uint64_t bytes_copied = 0;   // blob bytes streamed, counted as they pass
+};
+
+struct CopyResult {
+  std::string digest;  // digest of the top manifest, identical at source and destination
+  bool tagged = false;
+};
+
+enum class Side { Source, Destination };
+// Connection settings (scheme, TLS, credentials) of a registry host on one side of a copy.
+using ConfigResolver = std::function<RegistryConfig(const std::string& host, Side side)>;
+
+struct CopyJob {
+  Reference source;
+  Reference destination;
+};
+
+class Copier {
+ public:
+  Copier(boost::asio::any_io_executor ex, ConfigResolver resolver, CopyOptions options = {});
+  ~Copier();
+  Copier(const Copier&) = delete;
+  Copier& operator=(const Copier&) = delete;
+
+  // Blobs first, then child manifests, then the top manifest (tag last). Nothing of the image
+  // becomes visible unless every blob and manifest matched its digest.
+  Task<Result<CopyResult>> copy(Reference source, Reference destination);
+  // Copies concurrently (bounded by max_parallel_images); a blob shared by several images is
+  // uploaded once and mounted into the other repositories of the same registry.
+  Task<std::vector<Result<CopyResult>>> copy_all(std::vector<CopyJob> jobs);
+
+  const CopyStats& stats() const;
+  RegistryClient& client(const std::string& host, Side side);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// For callers without an event loop (the CLI): runs copy_all on a private io_context and
+// calls progress every progress_interval while it runs (and once at the end).
+std::vector<Result<CopyResult>> run_copies(std::vector<CopyJob> jobs, ConfigResolver resolver, CopyOptions options,
+                                           const std::function<void(const CopyStats&)>& progress = {},
+                                           std::chrono::milliseconds progress_interval = std::chrono::milliseconds(250));
+
+}  // namespace ferry::registry
