@@ -6,5 +6,7 @@ namespace ferry::cli {
 // Each takes the arguments after the subcommand name and returns the process exit code.
 int run_validate(int argc, char** argv);
 int run_copy(int argc, char** argv);
+int run_run(int argc, char** argv);
+int run_status(int argc, char** argv);
 
 }  // namespace ferry::cli

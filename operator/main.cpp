@@ -12,6 +12,9 @@ constexpr std::string_view kUsage = R"(usage: ferry COMMAND [ARGS]
 commands:
   validate -f FILE|DIR...   validate Ferry resources offline (exit 0 valid, 1 invalid, 2 unreadable)
   copy SRC DST              copy one image or index between registries
+  run --manifests DIR       replicate without a cluster: resources from DIR, records in --state-dir
+  status --repository R --image TAG|DIGEST
+                            replication status of one image (DescribeImageReplicationStatus JSON)
   version                   print the version
 )";
 
@@ -25,6 +28,8 @@ int main(int argc, char** argv) {
   const std::string_view cmd = argv[1];
   if (cmd == "validate") return ferry::cli::run_validate(argc - 2, argv + 2);
   if (cmd == "copy") return ferry::cli::run_copy(argc - 2, argv + 2);
+  if (cmd == "run") return ferry::cli::run_run(argc - 2, argv + 2);
+  if (cmd == "status") return ferry::cli::run_status(argc - 2, argv + 2);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "ferry 0.1.0\n";
     return 0;

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Replication benchmarks for SPEC §5 (issue 5): push → COMPLETE latency with notifications over
+N small pushes (p50, p99), and one resync of R repositories × T tags with nothing to copy, with
+Ferry's memory. Real docker-registry processes on loopback, skopeo pushing, the real `ferry run`.
+
+  bench/replication-bench.py [--pushes 200] [--repos 1000] [--tags 10]
+
+Latency is the registry's push timestamp (the notification's event time, kept as pushedAt) to
+completedAt in the record; both are written by the processes involved, no client timing."""
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import harness  # noqa: E402
+from harness import Ferry, Image, Registry, replication_config, wait_until  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+
+def ts(s):
+    s = s.rstrip("Z")
+    if "." in s:
+        head, frac = s.split(".")
+        s = head + "." + (frac + "000000")[:6]
+        return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").timestamp()
+
+
+def rss_kib(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS", "VmHWM")):
+                k, v = line.split(":")
+                out[k] = int(v.split()[0])
+    return out
+
+
+def percentile(values, p):
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(p / 100.0 * len(values) + 0.5)) - 1))
+    return values[k]
+
+
+def latency_bench(work, pushes):
+    ferry = Ferry(os.path.join(work, "lat"))
+    os.makedirs(ferry.workdir, exist_ok=True)
+    a = Registry(ferry.workdir, "a", "111111111111", "us-east-1", ferry.url)
+    b = Registry(ferry.workdir, "b", "111111111111", "us-west-2", None)
+    procs = [a.process, b.process]
+    try:
+        ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        ferry.write("config.yaml", replication_config("a", a, [b]))
+        ferry.start()
+        idle = rss_kib(ferry.process.pid)
+        img = Image(ferry.workdir, tag="t", seed="lat", count=pushes)
+        for i in range(pushes):
+            harness.run(["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                         f"oci:{img.dir}:t{i}", f"docker://{a.host}/bench/app:t{i}"])
+
+        def complete():
+            recs = ferry.records("imagereplications")
+            done = [r for r in recs if r.get("status", {}).get("progress") == "1/1"]
+            return done if len(done) >= pushes else None
+        recs = wait_until(complete, 120, interval=0.2, what=f"{pushes} replications")
+        lat = [ts(r["status"]["replicationStatuses"][0]["completedAt"]) - ts(r["spec"]["source"]["pushedAt"])
+               for r in recs]
+        after = rss_kib(ferry.process.pid)
+        return {"pushes": pushes, "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
+                "idle_rss_kib": idle["VmRSS"], "rss_after_kib": after["VmRSS"], "peak_kib": after["VmHWM"]}
+    finally:
+        ferry.stop()
+        for p in procs:
+            p.stop()
+
+
+def populate(registry, repos, tags):
+    """R repositories × T tags of tiny distinct manifests sharing two blobs, over keep-alive HTTP."""
+    conn = http.client.HTTPConnection("127.0.0.1", registry.port)
+
+    def req(method, path, body=b"", headers=None):
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: {r.status} {data[:200]}")
+        return r
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    layer = os.urandom(1024)
+    blobs = []
+    for blob in (config, layer):
+        d = "sha256:" + hashlib.sha256(blob).hexdigest()
+        loc = req("POST", "/v2/seed/blobs/uploads/").getheader("Location")
+        path = loc.split("127.0.0.1:%d" % registry.port)[-1]
+        req("PUT", f"{path}{'&' if '?' in path else '?'}digest={d}", blob, {"Content-Type": "application/octet-stream"})
+        blobs.append((d, len(blob)))
+    for i in range(repos):
+        repo = f"fleet/r{i:04d}"
+        for d, _ in blobs:
+            req("POST", f"/v2/{repo}/blobs/uploads/?mount={d}&from=seed")
+        for t in range(tags):
+            m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                       "digest": blobs[0][0], "size": blobs[0][1]},
+                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                        "digest": blobs[1][0], "size": blobs[1][1]}],
+                            "annotations": {"n": f"{i}-{t}"}}).encode()
+            req("PUT", f"/v2/{repo}/manifests/t{t}", m, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    conn.close()
+
+
+def resync_bench(work, repos, tags):
+    ferry = Ferry(os.path.join(work, "resync"))
+    os.makedirs(ferry.workdir, exist_ok=True)
+    s = Registry(ferry.workdir, "s", "111111111111", "us-east-1", None)
+    d = Registry(ferry.workdir, "d", "111111111111", "us-west-2", None)
+    procs = [s.process, d.process]
+    try:
+        t0 = time.monotonic()
+        populate(s, repos, tags)
+        populate_s = time.monotonic() - t0
+        ferry.write("regs.yaml", s.resource(poll="5s") + "---\n" + d.resource())
+        ferry.write("config.yaml", replication_config("s", s, [d]))
+        ferry.start()
+
+        def polls():
+            found = re.findall(r'msg="poll complete".* tags=(\d+) new=(\d+) seconds=([0-9.]+)', ferry.process.output())
+            return found if len(found) >= 2 else None
+        found = wait_until(polls, 300, interval=0.2, what="two polls")
+        mem = rss_kib(ferry.process.pid)
+        return {"repos": repos, "tags": int(found[1][0]), "baseline_s": float(found[0][2]),
+                "resync_s": float(found[1][2]), "new": int(found[1][1]), "rss_kib": mem["VmRSS"],
+                "peak_kib": mem["VmHWM"], "populate_s": populate_s, "copied": d.catalog()}
+    finally:
+        ferry.stop()
+        for p in procs:
+            p.stop()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--pushes", type=int, default=200)
+    p.add_argument("--repos", type=int, default=1000)
+    p.add_argument("--tags", type=int, default=10)
+    args = p.parse_args()
+    if not os.path.exists(harness.FERRY):
+        sys.exit(f"{harness.FERRY} not built: run scripts/build.sh --target ferry (or set FERRY_BINARY)")
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-") as work:
+        lat = latency_bench(work, args.pushes)
+        print(f"push→COMPLETE latency over {lat['pushes']} pushes (notifications, loopback): "
+              f"p50 {lat['p50'] * 1000:.0f} ms (target < 500), p99 {lat['p99'] * 1000:.0f} ms (target < 2000), "
+              f"max {lat['max'] * 1000:.0f} ms")
+        print(f"ferry RSS: idle {lat['idle_rss_kib'] / 1024:.1f} MiB (target < 40), after the pushes "
+              f"{lat['rss_after_kib'] / 1024:.1f} MiB, peak {lat['peak_kib'] / 1024:.1f} MiB")
+        rs = resync_bench(work, args.repos, args.tags)
+        print(f"resync of {rs['repos']} repositories × {args.tags} tags ({rs['tags']} tags seen), nothing to copy: "
+              f"{rs['resync_s']:.2f} s (target < 10), new pushes found {rs['new']}; first poll (baseline) "
+              f"{rs['baseline_s']:.2f} s; ferry RSS {rs['rss_kib'] / 1024:.1f} MiB, peak {rs['peak_kib'] / 1024:.1f} MiB; "
+              f"repositories copied {len(rs['copied'])} (expected 0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+// `ferry run --manifests DIR [--state-dir DIR] [--listen ADDR]`: the embedded default, no cluster.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <iostream>
+#include <spdlog/spdlog.h>
+#include <string_view>
+
+#include "operator/commands.hpp"
+#include "operator/http_server.hpp"
+#include "operator/logging.hpp"
+#include "reconcilers/model/parse.hpp"
+#include "reconcilers/replication_engine.hpp"
+#include "store/manifest_loader.hpp"
+#include "store/state_dir.hpp"
+
+namespace ferry::cli {
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: ferry run --manifests DIR [--state-dir DIR] [--listen HOST:PORT] [--log-format text|json]\n"
+    "                 [--completed-ttl DURATION] [--max-parallel N]\n"
+    "Reads Ferry resources (and Secrets) from DIR, re-reads them when files change, keeps records\n"
+    "in the state directory (default ./ferry-state) and serves /healthz, /readyz, /metrics and\n"
+    "POST /registry-events/{registryName} on --listen (default 127.0.0.1:8080).\n";
+
+// Size and modification time of every manifest file: a change means "reload".
+std::string directory_signature(const fs::path& dir) {
+  std::vector<store::FileProblem> ignored;
+  std::string sig;
+  for (const auto& f : store::manifest_files({dir}, ignored)) {
+    std::error_code ec;
+    auto size = fs::file_size(f, ec);
+    auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
+    sig += f.string() + ":" + std::to_string(size) + ":" + std::to_string(mtime) + "\n";
+  }
+  return sig;
+}
+
+std::vector<model::Resource> load(const fs::path& dir) {
+  auto set = store::load_manifests({dir});
+  for (const auto& p : set.unreadable) spdlog::error("msg=\"manifest unreadable\" problem=\"{}\"", p.to_string());
+  for (const auto& p : set.invalid) spdlog::error("msg=\"resource invalid, ignored\" problem=\"{}\"", p.to_string());
+  std::vector<model::Resource> out;
+  for (auto& r : set.resources) out.push_back(std::move(r.resource));
+  spdlog::info("msg=\"manifests loaded\" dir={} valid={} invalid={} unreadable={}", dir.string(), out.size(),
+               set.invalid.size(), set.unreadable.size());
+  return out;
+}
+
+}  // namespace
+
+int run_run(int argc, char** argv) {
+  fs::path manifests, state_dir = "ferry-state";
+  std::string listen = "127.0.0.1:8080", log_format = "text";
+  reconcilers::EngineOptions options;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto value = [&](std::string_view flag) -> std::optional<std::string> {
+      if (a == flag && i + 1 < argc) return std::string(argv[++i]);
+      if (a.starts_with(std::string(flag) + "=")) return std::string(a.substr(flag.size() + 1));
+      return std::nullopt;
+    };
+    if (auto v = value("--manifests")) {
+      manifests = *v;
+    } else if (auto v2 = value("--state-dir")) {
+      state_dir = *v2;
+    } else if (auto v3 = value("--listen")) {
+      listen = *v3;
+    } else if (auto v4 = value("--log-format")) {
+      log_format = *v4;
+    } else if (auto v5 = value("--completed-ttl")) {
+      auto d = model::parse_duration(*v5);
+      if (!d) {
+        std::cerr << "ferry run: --completed-ttl " << *v5 << " is not a duration (e.g. 24h)\n";
+        return 2;
+      }
+      options.completed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    } else if (auto v6 = value("--max-parallel")) {
+      options.max_parallel = std::max(1, std::atoi(v6->c_str()));
+    } else if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      std::cerr << "ferry run: unknown argument " << a << "\n" << kUsage;
+      return 2;
+    }
+  }
+  if (manifests.empty()) {
+    std::cerr << "ferry run: --manifests DIR is required\n" << kUsage;
+    return 2;
+  }
+  if (!fs::is_directory(manifests)) {
+    std::cerr << "ferry run: --manifests " << manifests.string() << ": not a directory\n";
+    return 2;
+  }
+  operator_::setup_logging(log_format);
+
+  asio::io_context io;
+  std::unique_ptr<store::StateDir> state;
+  std::unique_ptr<operator_::HttpServer> server;
+  try {
+    state = std::make_unique<store::StateDir>(state_dir);
+  } catch (const std::exception& e) {
+    std::cerr << "ferry run: " << e.what() << "\n";
+    return 2;
+  }
+  reconcilers::ReplicationEngine engine(io, *state, options);
+  engine.set_resources(load(manifests));
+  bool ready = false;
+
+  auto handler = [&](const operator_::HttpRequest& req) -> operator_::HttpResponse {
+    if (req.path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+    if (req.path == "/readyz") {
+      return ready ? operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}
+                   : operator_::HttpResponse{503, "text/plain; charset=utf-8", "starting\n"};
+    }
+    if (req.path == "/metrics") {
+      return {200, "text/plain; version=0.0.4; charset=utf-8", engine.metrics_text()};
+    }
+    constexpr std::string_view kEvents = "/registry-events/";
+    if (req.path.starts_with(kEvents)) {
+      if (req.method != "POST") return {405, "text/plain; charset=utf-8", "use POST\n"};
+      auto out = engine.on_notification(req.path.substr(kEvents.size()), req.content_type, req.authorization,
+                                        req.body);
+      if (out.status != 200) {
+        spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", req.path, out.status,
+                     out.message);
+      }
+      return {out.status, "text/plain; charset=utf-8", out.message + "\n"};
+    }
+    return {404, "text/plain; charset=utf-8", "not found: " + req.path + "\n"};
+  };
+  try {
+    server = std::make_unique<operator_::HttpServer>(io, listen, handler);
+  } catch (const std::exception& e) {
+    std::cerr << "ferry run: " << e.what() << "\n";
+    return 2;
+  }
+  spdlog::info("msg=\"listening\" address={} port={} state_dir={}", listen, server->port(), state_dir.string());
+  std::cout << "ferry run: listening on port " << server->port() << std::endl;
+  engine.start();
+  ready = true;
+
+  // Re-read the manifests when they change (polled once a second: works on every filesystem).
+  std::string signature = directory_signature(manifests);
+  asio::steady_timer watch(io);
+  std::function<void()> arm = [&] {
+    watch.expires_after(std::chrono::seconds(1));
+    watch.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;
+      auto now = directory_signature(manifests);
+      if (now != signature) {
+        signature = now;
+        engine.set_resources(load(manifests));
+      }
+      arm();
+    });
+  };
+  arm();
+
+  // SIGTERM/SIGINT: stop taking work, give copies in flight a grace period, exit 0. Unfinished
+  // records stay IN_PROGRESS in the state directory and resume at the next start.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer grace(io);
+  std::function<void()> drain;  // polls until copies in flight are done or the grace period ends
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    spdlog::info("msg=\"shutting down\" signal={} running={}", sig, engine.running());
+    ready = false;
+    server->stop();
+    watch.cancel();
+    engine.stop();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    drain = [&, deadline] {
+      if (engine.running() == 0 || std::chrono::steady_clock::now() >= deadline) {
+        io.stop();
+        return;
+      }
+      grace.expires_after(std::chrono::milliseconds(50));
+      grace.async_wait([&](boost::system::error_code e) {
+        if (!e) drain();
+      });
+    };
+    drain();
+    signals.async_wait([&](boost::system::error_code e2, int) {
+      if (!e2) io.stop();  // a second signal: stop now
+    });
+  });
+  io.run();
+  spdlog::info("msg=\"stopped\"");
+  return 0;
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,52 @@
+// A small HTTP/1.1 server for Ferry's endpoints (health, metrics, registry events, status).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace ferry::operator_ {
+
+struct HttpRequest {
+  std::string method;
+  std::string target;  // path and query as sent
+  std::string path;    // decoded path without the query
+  std::map<std::string, std::string> query;
+  std::string content_type;
+  std::string authorization;
+  std::string body;
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+// Serves requests on one io_context thread; the handler runs on that thread, so it may touch
+// state owned by that thread without locks. Bodies over `max_body_bytes` get 413; a request
+// that takes longer than 30 s to arrive is dropped.
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  // `listen` is "HOST:PORT" (port 0 picks a free one). Throws std::runtime_error when the
+  // address cannot be bound (start-up configuration).
+  HttpServer(boost::asio::io_context& io, const std::string& listen, Handler handler,
+             std::size_t max_body_bytes = 1 << 20);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  std::uint16_t port() const;
+  void stop();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ferry::operator_

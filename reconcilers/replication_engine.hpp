@@ -1,0 +1,67 @@
+// The replication engine: turns pushes into durable ImageReplication records and executes
+// them with the copier, under ECR's semantics (SPEC §3). Cluster and standalone modes share it.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reconcilers/model/resources.hpp"
+#include "store/state_dir.hpp"
+
+namespace ferry::reconcilers {
+
+struct EngineOptions {
+  std::size_t max_parallel = 16;  // destination copies in flight
+  int max_attempts = 5;           // per destination, each with the copier's own retries inside
+  std::chrono::milliseconds retry_base{2000};
+  std::chrono::seconds completed_ttl{std::chrono::hours(24)};  // COMPLETE records are removed after
+  std::string user_agent = "ferry-replicator/0.1";             // how Ferry's own writes are recognised
+  std::size_t max_known_tags_per_registry = 200'000;           // polling baseline bound
+};
+
+struct NotificationOutcome {
+  unsigned status = 200;  // HTTP status for the registry
+  std::string message;
+};
+
+// Runs on one io_context thread; every public call must be made on that thread (the HTTP
+// handlers and timers of `ferry run` are).
+class ReplicationEngine {
+ public:
+  ReplicationEngine(boost::asio::io_context& io, store::StateDir& state, EngineOptions options = {});
+  ~ReplicationEngine();
+  ReplicationEngine(const ReplicationEngine&) = delete;
+  ReplicationEngine& operator=(const ReplicationEngine&) = delete;
+
+  // Replaces the set of valid resources (Registries, ReplicationConfigs, RegistryPolicies,
+  // user Repositories, Secrets). Records when each destination starts to apply (S3) and
+  // (re)starts polling.
+  void set_resources(std::vector<model::Resource> resources);
+
+  // Loads the state directory and resumes every unfinished record. Call once, after the first
+  // set_resources.
+  void start();
+  // Stops polling and new work; copies in flight finish or are resumed at the next start.
+  void stop();
+  // Destination copies running now (queued ones not counted).
+  std::size_t running() const;
+
+  // POST /registry-events/{registryName}: records every push before answering 200.
+  NotificationOutcome on_notification(const std::string& registry_name, const std::string& content_type,
+                                      const std::string& authorization, const std::string& body);
+
+  std::vector<model::ImageReplication> records() const;
+  // Prometheus text exposition of the engine's metrics.
+  std::string metrics_text() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ferry::reconcilers

@@ -1,0 +1,319 @@
+"""End-to-end harness: real docker-registry processes as (account, region) registries, skopeo as
+the pushing client, and the real `ferry run` binary. Every process started here is stopped by
+its PID in cleanup, even when a test fails. Loopback only."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SUPPORT = os.path.join(ROOT, "tests", "support")
+FERRY = os.environ.get("FERRY_BINARY", os.path.join(ROOT, "build", "operator", "ferry"))
+OCI_IMAGE = os.path.join(SUPPORT, "oci_image.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def run(cmd, check=True, **kw):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p
+
+
+class Process:
+    """A child process stopped by PID: SIGTERM, then SIGKILL."""
+
+    def __init__(self, args, log_path, env=None):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        self.log.close()
+        return self.proc.returncode
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class Registry:
+    """One docker-registry process standing for one (account, region) registry."""
+
+    def __init__(self, workdir, name, registry_id, region, notify_url=None, token=None):
+        self.name, self.registry_id, self.region = name, registry_id, region
+        self.port = free_port()
+        self.dir = os.path.join(workdir, "registries", name)
+        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
+        lines = [
+            "version: 0.1",
+            "log: {level: warn}",
+            "storage:",
+            f"  filesystem: {{rootdirectory: {self.dir}/data}}",
+            "  delete: {enabled: true}",
+            f"http: {{addr: 127.0.0.1:{self.port}}}",
+        ]
+        if notify_url:
+            headers = f"\n    headers: {{Authorization: [Bearer {token}]}}" if token else ""
+            lines += [
+                "notifications:",
+                "  endpoints:",
+                f"  - name: ferry\n    url: {notify_url}/registry-events/{name}{headers}",
+                "    timeout: 2s\n    threshold: 3\n    backoff: 250ms",
+                "    ignoredmediatypes: [application/octet-stream]",
+            ]
+        cfg = os.path.join(self.dir, "config.yml")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.process = Process(["docker-registry", "serve", cfg], os.path.join(self.dir, "registry.log"))
+        wait_until(self._up, 10, what=f"registry {name} on port {self.port}")
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def key(self):
+        return (self.registry_id, self.region)
+
+    def _up(self):
+        try:
+            urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+            return True
+        except Exception:
+            return False
+
+    def manifest(self, repo, ref):
+        """Exact manifest bytes (skopeo inspect --raw), or None when absent."""
+        p = run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{self.host}/{repo}:{ref}"
+                 if not ref.startswith("sha256:") else f"docker://{self.host}/{repo}@{ref}"], check=False)
+        return p.stdout.encode() if p.returncode == 0 else None
+
+    def tags(self, repo):
+        try:
+            with urllib.request.urlopen(f"http://{self.host}/v2/{repo}/tags/list", timeout=5) as r:
+                return sorted(json.load(r).get("tags") or [])
+        except urllib.error.HTTPError:
+            return []
+
+    def catalog(self):
+        with urllib.request.urlopen(f"http://{self.host}/v2/_catalog", timeout=5) as r:
+            return sorted(json.load(r).get("repositories") or [])
+
+    def resource(self, enabled=True, poll="0", endpoint=None, extra=""):
+        return (f"apiVersion: ferry.dev/v1alpha1\nkind: Registry\nmetadata: {{name: {self.name}}}\n"
+                f"spec:\n  registryId: \"{self.registry_id}\"\n  region: {self.region}\n"
+                f"  endpoint: {endpoint or 'http://' + self.host}\n  enabled: {'true' if enabled else 'false'}\n"
+                f"  pollInterval: \"{poll}\"\n{extra}")
+
+
+class Image:
+    """An OCI layout written by tests/support/oci_image.py."""
+
+    def __init__(self, workdir, kind="image", tag="v1", seed="s", layer_bytes=4096, **extra):
+        self.dir = tempfile.mkdtemp(prefix="img-", dir=workdir)
+        self.tag = tag
+        args = [sys.executable, OCI_IMAGE, kind, self.dir, tag, "--seed", str(seed), "--layer-bytes", str(layer_bytes)]
+        for k, v in extra.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        self.digest = run(args).stdout.strip().split()[-1]
+
+    def push(self, registry, repo, tag=None, all_platforms=False):
+        cmd = ["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"]
+        if all_platforms:
+            cmd.append("--all")
+        cmd += [f"oci:{self.dir}:{self.tag}", f"docker://{registry.host}/{repo}:{tag or self.tag}"]
+        run(cmd)
+
+
+def replication_config(name, source, destinations, filters=None, rules=None):
+    """YAML for a ReplicationConfig; `rules` is a list of (destinations, filters) pairs."""
+    rules = rules or [(destinations, filters or [])]
+    out = (f"apiVersion: ferry.dev/v1alpha1\nkind: ReplicationConfig\nmetadata: {{name: {name}}}\n"
+           f"spec:\n  registryId: \"{source.registry_id}\"\n  region: {source.region}\n  rules:\n")
+    for dests, flt in rules:
+        out += "  - destinations:\n"
+        for d in dests:
+            out += f"    - {{region: {d.region}, registryId: \"{d.registry_id}\"}}\n"
+        if flt:
+            out += "    repositoryFilters:\n" + "".join(f"    - {{filter: {f}, filterType: PREFIX_MATCH}}\n" for f in flt)
+    return out
+
+
+def registry_policy(name, dest, statements):
+    return (f"apiVersion: ferry.dev/v1alpha1\nkind: RegistryPolicy\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  registryId: \"{dest.registry_id}\"\n  region: {dest.region}\n"
+            f"  policy: '{json.dumps({'Version': '2012-10-17', 'Statement': statements})}'\n")
+
+
+def allow_statement(source_account, dest, actions=("ecr:CreateRepository", "ecr:ReplicateImage"), sid="Repl"):
+    return {"Sid": sid, "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{source_account}:root"},
+            "Action": list(actions), "Resource": f"arn:aws:ecr:{dest.region}:{dest.registry_id}:repository/*"}
+
+
+class Ferry:
+    """`ferry run` over a manifests directory and a state directory."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = workdir
+        self.manifests = os.path.join(workdir, "manifests")
+        self.state = os.path.join(workdir, "state")
+        os.makedirs(self.manifests, exist_ok=True)
+        self.port = port or free_port()
+        self.process = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def write(self, name, text):
+        path = os.path.join(self.manifests, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+    def remove(self, name):
+        os.remove(os.path.join(self.manifests, name))
+
+    def start(self):
+        self.process = Process([FERRY, "run", "--manifests", self.manifests, "--state-dir", self.state,
+                                "--listen", f"127.0.0.1:{self.port}"], os.path.join(self.workdir, "ferry.log"))
+        wait_until(self._ready, 15, what="ferry /readyz")
+        return self
+
+    def _ready(self):
+        if not self.process.alive():
+            raise AssertionError("ferry run exited:\n" + self.process.output())
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def stop(self, sig=signal.SIGTERM):
+        return self.process.stop(sig) if self.process else None
+
+    def wait_reload(self, marker_count):
+        """Waits until the log shows `marker_count` manifest loads."""
+        wait_until(lambda: self.process.output().count("manifests loaded") >= marker_count, 10,
+                   what=f"{marker_count} manifest loads")
+
+    def status(self, repo, image, registry=None):
+        args = [FERRY, "status", "--state-dir", self.state, "--repository", repo, "--image", image]
+        if registry:
+            args += ["--registry-id", registry.registry_id, "--region", registry.region]
+        p = run(args, check=False)
+        return json.loads(p.stdout) if p.returncode == 0 else None
+
+    def wait_status(self, repo, image, expected, timeout=30):
+        """Waits until every destination is finished; returns {(registryId, region): status entry}."""
+        def done():
+            st = self.status(repo, image)
+            if not st:
+                return None
+            entries = {(s["registryId"], s["region"]): s for s in st["replicationStatuses"]}
+            if len(entries) == expected and all(s["status"] != "IN_PROGRESS" for s in entries.values()):
+                return entries
+            return None
+        return wait_until(done, timeout, what=f"replication of {repo}:{image} to {expected} destinations")
+
+    def records(self, kind):
+        d = os.path.join(self.state, kind)
+        out = []
+        for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if f.endswith(".json"):
+                with open(os.path.join(d, f)) as fh:
+                    out.append(json.load(fh))
+        return out
+
+    def post_events(self, registry_name, body, content_type="application/vnd.docker.distribution.events.v1+json",
+                    token=None):
+        req = urllib.request.Request(f"{self.url}/registry-events/{registry_name}", data=body.encode(),
+                                     method="POST", headers={"Content-Type": content_type})
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+class E2ETest(unittest.TestCase):
+    """Gives each test a work dir, and stops every registry and Ferry it started."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="ferry-e2e-")
+        self.ferry = Ferry(self.workdir)
+        self._procs = []
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        if self.ferry.process:
+            code = self.ferry.stop()
+            if self._outcome_failed():
+                sys.stderr.write("\n--- ferry log ---\n" + self.ferry.process.output()[-6000:])
+        for p in self._procs:
+            p.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        errors = getattr(getattr(outcome, "result", None), "errors", []) + \
+            getattr(getattr(outcome, "result", None), "failures", [])
+        return any(t is self for t, _ in errors)
+
+    def registry(self, name, registry_id, region, notify=True, token=None):
+        r = Registry(self.workdir, name, registry_id, region, self.ferry.url if notify else None, token)
+        self._procs.append(r.process)
+        return r
+
+    def process(self, args, log_name):
+        p = Process(args, os.path.join(self.workdir, log_name))
+        self._procs.append(p)
+        return p
+
+    def image(self, **kw):
+        return Image(self.workdir, **kw)

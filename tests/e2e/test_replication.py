@@ -1,0 +1,364 @@
+"""ECR replication semantics (SPEC §3, S1–S15) end to end: real docker-registry processes as
+(account, region) registries, skopeo pushing and checking, and the real `ferry run`."""
+import json
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (E2ETest, allow_statement, registry_policy, replication_config, run,  # noqa: E402
+                     wait_until, SUPPORT)
+
+A_ID, B_ID = "111111111111", "222222222222"
+
+
+class CrossRegionAndAccount(E2ETest):
+    def setUp(self):
+        super().setUp()
+        self.a = self.registry("acct-a-us-east-1", A_ID, "us-east-1")
+        self.b = self.registry("acct-a-us-west-2", A_ID, "us-west-2")
+        self.c = self.registry("acct-b-eu-west-1", B_ID, "eu-west-1")
+        for r in (self.a, self.b, self.c):
+            self.ferry.write(f"{r.name}.yaml", r.resource())
+
+    def test_s1_s2_push_reaches_same_region_and_allowed_account_with_same_digest_and_tag(self):
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b, self.c]))
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        self.ferry.start()
+        img = self.image(seed="s1")
+        img.push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=2)
+        self.assertEqual({k: v["status"] for k, v in st.items()},
+                         {(A_ID, "us-west-2"): "COMPLETE", (B_ID, "eu-west-1"): "COMPLETE"})
+        src = self.a.manifest("prod/app", "v1")
+        self.assertEqual(self.b.manifest("prod/app", "v1"), src)
+        self.assertEqual(self.c.manifest("prod/app", "v1"), src)
+        self.assertEqual(self.b.manifest("prod/app", img.digest), src)
+        # S12: the repository replication created is recorded with default-off settings.
+        repos = {(r["spec"]["registryId"], r["spec"]["region"], r["spec"]["repositoryName"]): r
+                 for r in self.ferry.records("repositories")}
+        rec = repos[(B_ID, "eu-west-1", "prod/app")]
+        self.assertEqual(rec["spec"]["imageTagMutability"], "MUTABLE")
+        self.assertFalse(rec["spec"]["imageScanningConfiguration"]["scanOnPush"])
+        self.assertEqual(rec["spec"]["encryptionConfiguration"]["encryptionType"], "AES256")
+        self.assertEqual(rec["status"]["createdBy"], "Replication")
+        self.assertEqual(rec["status"]["source"], {"registryId": A_ID, "region": "us-east-1", "repositoryName": "prod/app"})
+
+    def test_s2_cross_account_without_policy_is_denied_and_writes_nothing(self):
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b, self.c]))
+        self.ferry.start()
+        self.image(seed="s2").push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=2)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        denied = st[(B_ID, "eu-west-1")]
+        self.assertEqual(denied["status"], "FAILED")
+        self.assertEqual(denied["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertIn("no RegistryPolicy for 222222222222/eu-west-1", denied["message"])
+        self.assertEqual(self.c.catalog(), [])
+
+    def test_s2_missing_repository_needs_create_repository(self):
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.c]))
+        self.ferry.write("policy.yaml", registry_policy(
+            "c", self.c, [allow_statement(A_ID, self.c, actions=["ecr:ReplicateImage"])]))
+        self.ferry.start()
+        self.image(seed="new").push(self.a, "prod/new")
+        denied = self.ferry.wait_status("prod/new", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(denied["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertIn("ecr:CreateRepository", denied["message"])
+        self.assertEqual(self.c.catalog(), [])
+        # Once the repository exists there, ReplicateImage alone is enough.
+        self.image(seed="other").push(self.c, "prod/existing", tag="old")
+        self.image(seed="ex").push(self.a, "prod/existing")
+        ok = self.ferry.wait_status("prod/existing", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(ok["status"], "COMPLETE", ok)
+
+    def test_s2_explicit_deny_wins(self):
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.c]))
+        deny = {"Sid": "NoProd", "Effect": "Deny", "Principal": "*", "Action": "ecr:ReplicateImage",
+                "Resource": "arn:aws:ecr:eu-west-1:222222222222:repository/prod/*"}
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c), deny]))
+        self.ferry.start()
+        self.image(seed="d").push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertIn("explicitly denied by Sid NoProd", st["message"])
+
+    def test_s8_region_not_enabled(self):
+        self.ferry.write(f"{self.b.name}.yaml", self.b.resource(enabled=False))
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+        self.ferry.start()
+        self.image(seed="s8").push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "FAILED")
+        self.assertEqual(st["failureCode"], "REGION_NOT_ENABLED")
+        self.assertIn("RegionNotEnabled", st["message"])
+        self.assertEqual(self.b.catalog(), [])
+
+    def test_s5_prefix_filters_and_one_copy_per_destination(self):
+        self.ferry.write("config.yaml", replication_config("a", self.a, None, rules=[
+            ([self.b], ["prod"]), ([self.b, self.c], ["prod/app"]), ([self.c], ["team-x"])]))
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        self.ferry.start()
+        self.image(seed="p1").push(self.a, "prod/app")
+        self.image(seed="p2").push(self.a, "prod/other")
+        self.image(seed="p3").push(self.a, "dev/app")
+        self.assertEqual(len(self.ferry.wait_status("prod/app", "v1", expected=2)), 2)
+        self.assertEqual(len(self.ferry.wait_status("prod/other", "v1", expected=1)), 1)
+        time.sleep(1.0)
+        self.assertIsNone(self.ferry.status("dev/app", "v1"))
+        self.assertEqual(self.b.catalog(), ["prod/app", "prod/other"])
+        self.assertEqual(self.c.catalog(), ["prod/app"])
+        records = [r for r in self.ferry.records("imagereplications")
+                   if r["spec"]["source"]["repositoryName"] == "prod/app"]
+        self.assertEqual(len(records), 1)
+        self.assertEqual(len(records[0]["spec"]["destinations"]), 2)
+
+
+class OnlyNewPushesNoChaining(E2ETest):
+    def test_s3_images_pushed_before_the_configuration_are_not_copied(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        self.ferry.write("a.yaml", a.resource(poll="1s"))
+        self.ferry.write("b.yaml", b.resource())
+        self.ferry.start()
+        self.image(seed="old").push(a, "prod/old")
+        time.sleep(0.5)
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.wait_reload(2)
+        self.image(seed="new").push(a, "prod/new")
+        self.assertEqual(self.ferry.wait_status("prod/new", "v1", expected=1)[(A_ID, "us-west-2")]["status"],
+                         "COMPLETE")
+        time.sleep(2.5)  # more than two polls: polling does not backfill either
+        self.assertEqual(b.catalog(), ["prod/new"])
+        self.assertIsNone(self.ferry.status("prod/old", "v1"))
+
+    def test_s4_what_ferry_writes_is_not_a_push(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        c = self.registry("c", A_ID, "eu-west-1")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource(poll="1s") + "---\n" + c.resource())
+        self.ferry.write("a.yaml", replication_config("a", a, [b]))
+        self.ferry.write("b.yaml", replication_config("b", b, [c]))
+        self.ferry.start()
+        self.image(seed="chain").push(a, "prod/app")
+        self.ferry.wait_status("prod/app", "v1", expected=1)
+        self.assertIsNotNone(b.manifest("prod/app", "v1"))
+        time.sleep(2.5)
+        self.assertEqual(c.catalog(), [])
+        # A push straight to B is a push, and goes on to C.
+        self.image(seed="direct").push(b, "prod/direct")
+        wait_until(lambda: c.manifest("prod/direct", "v1"), 20, what="B's own push at C")
+
+
+class ImageKinds(E2ETest):
+    def setUp(self):
+        super().setUp()
+        self.a = self.registry("a", A_ID, "us-east-1")
+        self.b = self.registry("b", A_ID, "us-west-2")
+        self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+        self.ferry.start()
+
+    def test_s15_four_platform_index_and_every_child(self):
+        idx = self.image(kind="index", tag="multi", seed="idx")
+        idx.push(self.a, "prod/multi", all_platforms=True)
+        wait_until(lambda: self.b.manifest("prod/multi", "multi"), 30, what="index at B")
+        self.ferry.wait_status("prod/multi", "multi", expected=1)
+        src = self.a.manifest("prod/multi", "multi")
+        self.assertEqual(self.b.manifest("prod/multi", "multi"), src)
+        children = [m["digest"] for m in json.loads(src)["manifests"]]
+        self.assertEqual(len(children), 4)
+        for d in children:
+            self.assertEqual(self.b.manifest("prod/multi", d), self.a.manifest("prod/multi", d))
+
+    def test_s15_artifact_with_subject_replicates_as_its_own_push(self):
+        img = self.image(seed="subj")
+        img.push(self.a, "prod/app")
+        self.ferry.wait_status("prod/app", "v1", expected=1)
+        size = len(self.a.manifest("prod/app", "v1"))
+        sig = self.image(kind="artifact", tag="sig", seed="sig", subject=img.digest, subject_size=size)
+        sig.push(self.a, "prod/app")
+        self.ferry.wait_status("prod/app", "sig", expected=1)
+        self.assertEqual(self.b.manifest("prod/app", "sig"), self.a.manifest("prod/app", "sig"))
+        self.assertEqual(json.loads(self.b.manifest("prod/app", "sig"))["subject"]["digest"], img.digest)
+
+
+class SettingsAndImmutability(E2ETest):
+    def setUp(self):
+        super().setUp()
+        self.a = self.registry("a", A_ID, "us-east-1")
+        self.b = self.registry("b", A_ID, "us-west-2")
+        self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+
+    def user_repository(self, name, mutability):
+        self.ferry.write("repo.yaml", f"apiVersion: ferry.dev/v1alpha1\nkind: Repository\nmetadata: {{name: r}}\n"
+                                      f"spec:\n  registryId: \"{A_ID}\"\n  region: us-west-2\n  repositoryName: {name}\n"
+                                      f"  imageTagMutability: {mutability}\n"
+                                      "  imageScanningConfiguration: {scanOnPush: true}\n")
+
+    def test_s13_immutable_tag_elsewhere_gets_the_image_by_digest_without_the_tag(self):
+        self.user_repository("prod/app", "IMMUTABLE")
+        self.ferry.start()
+        old = self.image(seed="already-there")
+        old.push(self.b, "prod/app")
+        new = self.image(seed="new-content")
+        new.push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE")
+        self.assertIn("copied by digest without the tag", st["message"])
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", old.digest) or
+                         self.b.manifest("prod/app", old.digest))
+        self.assertEqual(self.b.manifest("prod/app", new.digest), self.a.manifest("prod/app", "v1"))
+        # A pre-created Repository keeps its settings: Ferry records no repository of its own.
+        self.assertEqual(self.ferry.records("repositories"), [])
+
+    def test_s12_mutable_user_repository_is_left_alone_and_tag_moves(self):
+        self.user_repository("prod/app", "MUTABLE")
+        self.ferry.start()
+        self.image(seed="x").push(self.b, "prod/app")
+        self.image(seed="y").push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE")
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", "v1"))
+        self.assertEqual(self.ferry.records("repositories"), [])
+
+
+class NeverDelete(E2ETest):
+    def test_s10_deleting_source_tags_config_and_records_deletes_nothing(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        img = self.image(seed="keep")
+        img.push(a, "prod/app")
+        self.ferry.wait_status("prod/app", "v1", expected=1)
+        before = b.manifest("prod/app", "v1")
+        self.assertIsNotNone(before)
+        run(["skopeo", "delete", "--tls-verify=false", f"docker://{a.host}/prod/app@{img.digest}"])
+        self.ferry.remove("config.yaml")
+        self.ferry.wait_reload(2)
+        for kind in ("imagereplications", "repositories"):
+            d = os.path.join(self.ferry.state, kind)
+            for f in os.listdir(d):
+                os.remove(os.path.join(d, f))
+        self.ferry.stop()
+        self.ferry.start()
+        time.sleep(1.0)
+        self.assertEqual(b.manifest("prod/app", "v1"), before)
+        self.assertEqual(b.manifest("prod/app", img.digest), before)
+
+
+class Revocation(E2ETest):
+    def test_s9_authorized_copy_completes_after_revocation_next_push_denied(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        c = self.registry("c", B_ID, "eu-west-1")
+        slow = self.process([sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream", a.host,
+                             "--delay-ms", "40"], "proxy.log")
+        port = wait_until(lambda: _first_line_port(slow), 10, what="proxy port")
+        self.ferry.write("regs.yaml", a.resource(endpoint=f"http://127.0.0.1:{port}") + "---\n" + c.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [c]))
+        self.ferry.write("policy.yaml", registry_policy("c", c, [allow_statement(A_ID, c)]))
+        self.ferry.start()
+        big = self.image(seed="big", layer_bytes=6 * 1024 * 1024)
+        big.push(a, "prod/app")
+
+        def started():
+            for r in self.ferry.records("imagereplications"):
+                for s in r.get("status", {}).get("replicationStatuses", []):
+                    if s.get("authorizedBy") and s["status"] == "IN_PROGRESS":
+                        return True
+            return False
+        wait_until(started, 20, interval=0.02, what="authorized copy in flight")
+        self.ferry.write("policy.yaml", registry_policy("c", c, [
+            {"Sid": "Nothing", "Effect": "Deny", "Principal": "*", "Action": "ecr:*", "Resource": "*"}]))
+        self.ferry.wait_reload(2)
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=60)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(c.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
+        self.image(seed="after").push(a, "prod/app", tag="v2")
+        denied = self.ferry.wait_status("prod/app", "v2", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(denied["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertIn("explicitly denied", denied["message"])
+
+
+class Durability(E2ETest):
+    def test_killed_mid_copy_resumes_after_restart(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        slow = self.process([sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream", a.host,
+                             "--delay-ms", "40"], "proxy.log")
+        port = wait_until(lambda: _first_line_port(slow), 10, what="proxy port")
+        self.ferry.write("regs.yaml", a.resource(endpoint=f"http://127.0.0.1:{port}") + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.image(seed="kill", layer_bytes=4 * 1024 * 1024).push(a, "prod/app")
+        wait_until(lambda: any(s.get("authorizedBy") for r in self.ferry.records("imagereplications")
+                               for s in r.get("status", {}).get("replicationStatuses", [])), 20, interval=0.02,
+                   what="copy in flight")
+        self.ferry.stop(signal.SIGKILL)
+        self.assertIsNone(b.manifest("prod/app", "v1"), "no half image is visible")
+        self.ferry.start()
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=60)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
+
+
+class PushDetection(E2ETest):
+    def test_polling_notices_pushes_without_notifications(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2")
+        self.image(seed="before").push(a, "prod/before")
+        self.ferry.write("regs.yaml", a.resource(poll="1s") + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        time.sleep(1.5)  # the first poll records the baseline
+        self.image(seed="after").push(a, "prod/after")
+        st = self.ferry.wait_status("prod/after", "v1", expected=1, timeout=20)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.catalog(), ["prod/after"])
+
+    def test_notification_endpoint_refuses_bad_requests_and_changes_nothing(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.ferry.write("regs.yaml", a.resource(extra="  notifications: {tokenSecretRef: {namespace: ferry-system, name: tok}}\n")
+                         + "---\n" + b.resource())
+        self.ferry.write("secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: tok, namespace: ferry-system}\n"
+                                        "stringData: {token: s3cret}\n")
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        good = json.dumps({"events": [{"action": "push", "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "prod/app",
+            "digest": "sha256:" + "a" * 64, "tag": "v1"}}]})
+        self.assertEqual(self.ferry.post_events("a", good)[0], 401)
+        self.assertEqual(self.ferry.post_events("a", good, token="wrong")[0], 401)
+        code, body = self.ferry.post_events("a", '{"events": [', token="s3cret")
+        self.assertEqual(code, 400)
+        self.assertIn("body is not JSON", body)
+        code, body = self.ferry.post_events("a", good.replace("prod/app", "../etc"), token="s3cret")
+        self.assertEqual(code, 400)
+        self.assertIn("is not a repository name", body)
+        self.assertEqual(self.ferry.post_events("nobody", good, token="s3cret")[0], 404)
+        self.assertEqual(self.ferry.post_events("a", good, content_type="text/plain", token="s3cret")[0], 415)
+        self.assertEqual(self.ferry.records("imagereplications"), [])
+        # v2+json envelopes are accepted too.
+        code, _ = self.ferry.post_events("a", good, token="s3cret",
+                                         content_type="application/vnd.docker.distribution.events.v2+json")
+        self.assertEqual(code, 200)
+        self.assertEqual(len(self.ferry.records("imagereplications")), 1)
+        self.assertNotIn("s3cret", self.ferry.process.output())
+
+
+def _first_line_port(process):
+    out = process.output().strip().splitlines()
+    for line in out:
+        if line.strip().isdigit():
+            return int(line.strip())
+    return None
+
+
+if __name__ == "__main__":
+    unittest.main()
