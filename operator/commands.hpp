@@ -8,5 +8,6 @@ int run_validate(int argc, char** argv);
 int run_copy(int argc, char** argv);
 int run_run(int argc, char** argv);
 int run_status(int argc, char** argv);
+int run_operator(int argc, char** argv);
 
 }  // namespace ferry::cli

@@ -15,6 +15,7 @@ commands:
   run --manifests DIR       replicate without a cluster: resources from DIR, records in --state-dir
   status --repository R --image TAG|DIGEST
                             replication status of one image (DescribeImageReplicationStatus JSON)
+  operator                  run the controllers against a Kubernetes API server (--kubeconfig or in-cluster)
   version                   print the version
 )";
 
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   if (cmd == "copy") return ferry::cli::run_copy(argc - 2, argv + 2);
   if (cmd == "run") return ferry::cli::run_run(argc - 2, argv + 2);
   if (cmd == "status") return ferry::cli::run_status(argc - 2, argv + 2);
+  if (cmd == "operator") return ferry::cli::run_operator(argc - 2, argv + 2);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "ferry 0.1.0\n";
     return 0;

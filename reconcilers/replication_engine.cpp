@@ -286,8 +286,14 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     return known.emplace(k, std::move(kn)).first->second;
   }
 
+  // Only registries polled as sources keep a baseline; elsewhere there is nothing to compare.
+  bool polled(const RegistryKey& reg) const {
+    const model::Registry* r = index.registry(reg);
+    return r && r->spec.enabled && r->spec.poll_interval.count() > 0 && index.config_for(reg) != nullptr;
+  }
+
   void note_known(const RegistryKey& reg, const std::string& repo, const std::string& tag, const std::string& digest) {
-    if (tag.empty()) return;
+    if (tag.empty() || !polled(reg)) return;
     Known& kn = known_for(reg);
     auto& slot = kn.tags[repo][tag];
     if (slot == digest) return;
@@ -297,6 +303,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   }
 
   void save_known(const RegistryKey& reg) {
+    if (!polled(reg)) return;
     Known& kn = known_for(reg);
     if (!kn.dirty) return;
     json::object repos;

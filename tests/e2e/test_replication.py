@@ -245,7 +245,7 @@ class NeverDelete(E2ETest):
             d = os.path.join(self.ferry.state, kind)
             for f in os.listdir(d):
                 os.remove(os.path.join(d, f))
-        self.ferry.stop()
+        self.assertEqual(self.ferry.stop(), 0, "ferry run exits 0 on SIGTERM")
         self.ferry.start()
         time.sleep(1.0)
         self.assertEqual(b.manifest("prod/app", "v1"), before)

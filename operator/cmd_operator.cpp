@@ -1,0 +1,315 @@
+// `ferry operator`: cluster mode. Watches Ferry's resources through the Kubernetes API, keeps
+// their status true, serves health, metrics and the validating admission webhook.
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <expected>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "operator/commands.hpp"
+#include "operator/controllers.hpp"
+#include "operator/http_server.hpp"
+#include "operator/https_server.hpp"
+#include "operator/kube/api.hpp"
+#include "operator/kube/client.hpp"
+#include "operator/kube/config.hpp"
+#include "operator/logging.hpp"
+#include "operator/runtime/leader_election.hpp"
+#include "reconcilers/admission.hpp"
+
+namespace ferry::cli {
+
+namespace {
+
+constexpr std::string_view kUsage = R"(usage: ferry operator [FLAGS]
+
+Runs the controllers against a Kubernetes API server: in a pod (in-cluster config) or with a
+kubeconfig (--kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config).
+
+flags:
+  --kubeconfig FILE                   kubeconfig to use
+  --context NAME                      kubeconfig context (default: its current-context)
+  --metrics-bind-address ADDR         /metrics (default :8080; 0 disables)
+  --health-probe-bind-address ADDR    /healthz and /readyz (default :8081; 0 disables)
+  --leader-elect                      run the controllers only while holding the leader Lease
+  --leader-election-namespace NS      namespace of the Lease (default ferry-system)
+  --leader-election-id NAME           name of the Lease (default ferry-leader)
+  --webhook-port PORT                 validating admission webhook, HTTPS (default 9443; 0 disables)
+  --webhook-host HOST                 address the webhook binds (default: all)
+  --webhook-cert-dir DIR              tls.crt and tls.key (default /tmp/k8s-webhook-server/serving-certs)
+  --workers N                         concurrent reconciles per controller (default 2)
+  --graceful-shutdown-timeout SECS    time in-flight work gets after SIGTERM (default 30)
+  --log-format text|json              (default text)
+)";
+
+struct Flags {
+  std::string kubeconfig;
+  std::string context;
+  std::string metrics_addr = ":8080";
+  std::string health_addr = ":8081";
+  bool leader_elect = false;
+  std::string le_namespace = "ferry-system";
+  std::string le_id = "ferry-leader";
+  int webhook_port = 9443;
+  std::string webhook_host;
+  std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
+  int workers = 2;
+  int grace_seconds = 30;
+  std::string log_format = "text";
+};
+
+// ":8080" → "0.0.0.0:8080"; "0" → disabled (nullopt).
+std::optional<std::string> listen_address(const std::string& flag) {
+  if (flag.empty() || flag == "0") return std::nullopt;
+  if (flag.starts_with(':')) return "0.0.0.0" + flag;
+  return flag;
+}
+
+std::string identity() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::mt19937_64 rng{std::random_device{}()};
+  char suffix[17];
+  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(host) + "_" + suffix;
+}
+
+}  // namespace
+
+int run_operator(int argc, char** argv) {
+  Flags f;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    auto next = [&]() -> std::string {
+      if (has_value) return value;
+      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&](const std::string& s) {
+      try {
+        std::size_t used = 0;
+        int n = std::stoi(s, &used);
+        if (used != s.size() || n < 0) throw std::invalid_argument("");
+        return n;
+      } catch (...) {
+        throw std::invalid_argument(arg + ": \"" + s + "\" is not a non-negative number");
+      }
+    };
+    try {
+      if (arg == "-h" || arg == "--help") {
+        std::cout << kUsage;
+        return 0;
+      } else if (arg == "--kubeconfig") {
+        f.kubeconfig = next();
+      } else if (arg == "--context") {
+        f.context = next();
+      } else if (arg == "--metrics-bind-address") {
+        f.metrics_addr = next();
+      } else if (arg == "--health-probe-bind-address") {
+        f.health_addr = next();
+      } else if (arg == "--leader-elect") {
+        f.leader_elect = !has_value || value == "true";
+      } else if (arg == "--leader-election-namespace") {
+        f.le_namespace = next();
+      } else if (arg == "--leader-election-id") {
+        f.le_id = next();
+      } else if (arg == "--webhook-port") {
+        f.webhook_port = number(next());
+      } else if (arg == "--webhook-host") {
+        f.webhook_host = next();
+      } else if (arg == "--webhook-cert-dir") {
+        f.webhook_cert_dir = next();
+      } else if (arg == "--workers") {
+        f.workers = std::max(1, number(next()));
+      } else if (arg == "--graceful-shutdown-timeout") {
+        f.grace_seconds = number(next());
+      } else if (arg == "--log-format") {
+        f.log_format = next();
+      } else {
+        std::cerr << "ferry operator: unknown flag " << arg << "\n" << kUsage;
+        return 2;
+      }
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "ferry operator: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  operator_::setup_logging(f.log_format);
+
+  // Configuration: --kubeconfig, $KUBECONFIG, in-cluster, ~/.kube/config (controller-runtime's
+  // order).
+  std::expected<kube::ClusterConfig, std::string> config = std::unexpected("no configuration");
+  std::string kubeconfig = f.kubeconfig;
+  if (kubeconfig.empty()) {
+    if (const char* env = std::getenv("KUBECONFIG"); env && *env) kubeconfig = env;
+  }
+  if (!kubeconfig.empty()) {
+    config = kube::load_kubeconfig(kubeconfig, f.context);
+  } else {
+    config = kube::load_in_cluster([](const char* k) -> std::optional<std::string> {
+      const char* v = std::getenv(k);
+      return v ? std::optional<std::string>(v) : std::nullopt;
+    });
+    if (!config) {
+      const char* home = std::getenv("HOME");
+      if (home && std::filesystem::exists(std::filesystem::path(home) / ".kube/config")) {
+        config = kube::load_kubeconfig(std::filesystem::path(home) / ".kube/config", f.context);
+      }
+    }
+  }
+  if (!config) {
+    spdlog::error("msg=\"no Kubernetes configuration\" error=\"{}\"", config.error());
+    return 1;
+  }
+
+  // SIGTERM/SIGINT are taken by sigwait on the main thread; every thread started below inherits the
+  // mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::unique_ptr<kube::Client> client;
+  try {
+    client = std::make_unique<kube::Client>(*config);
+  } catch (const std::exception& e) {
+    spdlog::error("msg=\"cannot set up the Kubernetes client\" error=\"{}\"", e.what());
+    return 1;
+  }
+  kube::Api api(*client);
+  const std::string id = identity();
+  spdlog::info("msg=\"starting\" server={} context={} identity={} leader_elect={}", config->server,
+               config->context, id, f.leader_elect);
+
+  operator_::Manager manager(api, {f.workers, id});
+  std::atomic<bool> standby{f.leader_elect};
+
+  boost::asio::io_context io;
+  std::vector<std::unique_ptr<operator_::HttpServer>> servers;
+  std::unique_ptr<operator_::HttpsServer> webhook;
+  try {
+    if (auto addr = listen_address(f.health_addr)) {
+      servers.push_back(
+          std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
+            if (r.path == "/healthz")
+              return operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+            if (r.path == "/readyz") {
+              // A standby replica is ready (it serves the webhook); a leader once its caches are
+              // synced.
+              if (standby || manager.synced())
+                return operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+              return operator_::HttpResponse{503, "text/plain; charset=utf-8",
+                                             "informers not synced\n"};
+            }
+            return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
+          }));
+      spdlog::info("msg=\"serving health probes\" address={}:{}", addr->substr(0, addr->rfind(':')),
+                   servers.back()->port());
+    }
+    if (auto addr = listen_address(f.metrics_addr)) {
+      servers.push_back(
+          std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
+            if (r.path == "/metrics") {
+              return operator_::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                                             manager.metrics_text()};
+            }
+            return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
+          }));
+      spdlog::info("msg=\"serving metrics\" address={}:{}", addr->substr(0, addr->rfind(':')),
+                   servers.back()->port());
+    }
+    if (f.webhook_port != 0) {
+      const std::filesystem::path dir(f.webhook_cert_dir);
+      if (std::filesystem::exists(dir / "tls.crt") && std::filesystem::exists(dir / "tls.key")) {
+        const std::string addr = (f.webhook_host.empty() ? "0.0.0.0" : f.webhook_host) + ":" +
+                                 std::to_string(f.webhook_port);
+        webhook = std::make_unique<operator_::HttpsServer>(
+            io, addr, dir / "tls.crt", dir / "tls.key", [&](const operator_::HttpRequest& r) {
+              if (r.path != "/validate")
+                return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
+              if (r.method != "POST")
+                return operator_::HttpResponse{405, "text/plain; charset=utf-8", "POST only\n"};
+              auto answer = reconcilers::review_admission(r.body, manager.catalog());
+              if (answer.http_status != 200) {
+                spdlog::warn("msg=\"malformed admission review\" error=\"{}\"", answer.message);
+              } else if (!answer.allowed) {
+                spdlog::info("msg=\"admission denied\" reason=\"{}\"", answer.message);
+              }
+              return operator_::HttpResponse{answer.http_status, answer.content_type, answer.body};
+            });
+        spdlog::info("msg=\"serving the validating webhook\" address={} path=/validate", addr);
+      } else {
+        spdlog::warn("msg=\"webhook disabled: no tls.crt/tls.key\" dir={}", dir.string());
+      }
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("msg=\"cannot start the HTTP endpoints\" error=\"{}\"", e.what());
+    return 1;
+  }
+  std::thread io_thread([&io] {
+    auto guard = boost::asio::make_work_guard(io);
+    io.run();
+  });
+
+  std::stop_source stop;
+  std::atomic<int> exit_code{0};
+  std::thread runner([&] {
+    runtime::LeaderElectionConfig le{f.le_namespace, f.le_id, id, {}};
+    if (f.leader_elect) {
+      if (!runtime::acquire_leadership(api, le, stop.get_token())) return;
+      standby = false;
+    }
+    manager.set_leader(true);
+    manager.start();
+    if (f.leader_elect) {
+      if (!runtime::hold_leadership(api, le, stop.get_token())) {
+        exit_code =
+            1;  // leadership lost: exit so that a restart starts clean, as controller-runtime does
+        kill(getpid(), SIGTERM);
+      }
+    }
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("msg=\"shutting down\" signal={} grace_seconds={}",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", f.grace_seconds);
+  // Second phase: if in-flight work outlives the grace period, give up on it.
+  std::thread([grace = f.grace_seconds] {
+    std::this_thread::sleep_for(std::chrono::seconds(grace));
+    spdlog::error("msg=\"in-flight work did not finish within the grace period; exiting\"");
+    std::_Exit(1);
+  }).detach();
+  stop.request_stop();
+  manager.stop();
+  runner.join();
+  for (auto& s : servers) boost::asio::post(io, [&s] { s->stop(); });
+  if (webhook) boost::asio::post(io, [&webhook] { webhook->stop(); });
+  io.stop();
+  io_thread.join();
+  spdlog::info("msg=\"stopped\"");
+  return exit_code;
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,47 @@
+// The cluster-mode controllers: informers for Ferry's kinds and Secrets, one work queue and
+// reconciler per kind (Registry, RegistryPolicy, ReplicationConfig), status writes, events and
+// metrics. Started once this replica leads (or at once without leader election).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "operator/kube/api.hpp"
+#include "reconcilers/model/validate.hpp"
+
+namespace ferry::operator_ {
+
+struct ManagerOptions {
+  int workers = 2;                         // per controller
+  std::string instance;                    // reportingInstance of events
+  std::chrono::seconds resync{300};        // level-triggered re-check of every object
+  std::chrono::seconds retry_unready{30};  // re-probe of an unreachable registry
+};
+
+class Manager {
+ public:
+  Manager(kube::Api& api, ManagerOptions options);
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  void start();
+  // Stops watches and queues; in-flight reconciles finish. Idempotent.
+  void stop();
+  bool started() const;
+  bool synced() const;  // every informer has listed once
+  // The valid Registries currently known, for the webhook's partition checks.
+  model::RegistryCatalog catalog() const;
+  // Prometheus text: reconcile totals, errors and durations per controller, work-queue depth,
+  // adds and retries, informer lists, leadership.
+  std::string metrics_text() const;
+  void set_leader(bool leader);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ferry::operator_

@@ -1,0 +1,63 @@
+// HTTP(S) client for the Kubernetes API (and plain registry probes): Beast + Asio coroutines
+// behind a small blocking interface, so that callers need not include Beast or Asio.
+#pragma once
+
+#include <chrono>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+#include "operator/kube/config.hpp"
+#include "operator/kube/request.hpp"
+
+namespace ferry::kube {
+
+struct ClientOptions {
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};  // whole request/response
+  std::string user_agent = "ferry-operator/0.1.0";
+};
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::string body;
+  std::string www_authenticate;
+  std::string retry_after;
+};
+
+// Thread-safe: every call uses its own connection and io_context and runs it on the calling
+// thread; a timeout bounds every call. TLS verifies the server's certificate and host name
+// unless the config says insecure-skip-tls-verify.
+class Client {
+ public:
+  // Throws std::runtime_error when the CA or client certificate cannot be loaded (start-up
+  // configuration).
+  explicit Client(ClusterConfig config, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const ClusterConfig& config() const;
+
+  // One request; transport failures (connect, TLS, timeout) are ApiError with code 0. A stop
+  // request abandons it (status 0, empty body).
+  std::expected<HttpResponse, ApiError> send(const Request& request, std::stop_token stop = {});
+
+  // A streaming request (watch): `on_line` gets each newline-terminated line of the body as it
+  // arrives. Returns the response (body empty when streamed) when the server ends the stream,
+  // when `stop` is requested (status 0, empty body), or an error; `idle_timeout` bounds the
+  // silence between two reads.
+  std::expected<HttpResponse, ApiError> stream(const Request& request,
+                                               const std::function<void(std::string_view)>& on_line,
+                                               std::stop_token stop,
+                                               std::chrono::milliseconds idle_timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ferry::kube
