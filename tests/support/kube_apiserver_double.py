@@ -18,7 +18,11 @@ Modelled (see docs/kube-double.md for details):
   - Resources: apiextensions.k8s.io/v1 CustomResourceDefinitions (served at once, status
     Established/NamesAccepted), the resources they define (cluster or namespaced scope),
     core v1 Namespaces and Secrets (stringData folded into base64 data), events.k8s.io/v1
-    Events (required fields checked), coordination.k8s.io/v1 Leases.
+    Events (required fields checked), coordination.k8s.io/v1 Leases; stored generically, with no
+    type-specific validation or controllers (for applying Ferry's Helm chart): v1 ServiceAccounts
+    and Services, apps/v1 Deployments, rbac.authorization.k8s.io/v1 ClusterRoles,
+    ClusterRoleBindings, Roles, RoleBindings, admissionregistration.k8s.io/v1 Validating- and
+    MutatingWebhookConfigurations.
   - Verbs: get, list, watch, create, update (PUT), patch, delete; `status` subresource
     (writes to /status change only status; writes to the main resource ignore status).
   - Patch types: application/merge-patch+json (RFC 7386), application/json-patch+json
@@ -544,6 +548,30 @@ def builtin_types():
                               {"name": "Reason", "type": "string", "jsonPath": ".reason"},
                               {"name": "Object", "type": "string", "jsonPath": "$regarding"},
                               {"name": "Message", "type": "string", "jsonPath": ".note"}, age_column()]),
+    ] + generic_builtin_types()
+
+
+def generic_builtin_types():
+    """Kinds a Helm install of Ferry creates, stored generically: no defaulting, no type-specific
+    validation, no controllers (a Deployment never gets pods, a Service no clusterIP)."""
+    return [
+        ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=["sa"],
+                     columns=[age_column()]),
+        ResourceType("", "v1", "services", "Service", True, short_names=["svc"], has_status=True,
+                     columns=[{"name": "Type", "type": "string", "jsonPath": ".spec.type"}, age_column()]),
+        ResourceType("apps", "v1", "deployments", "Deployment", True, short_names=["deploy"], has_status=True,
+                     categories=["all"], generation=True,
+                     columns=[{"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}, age_column()]),
+        ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, columns=[age_column()]),
+        ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
+                     columns=[{"name": "Role", "type": "string", "jsonPath": ".roleRef.name"}, age_column()]),
+        ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True, columns=[age_column()]),
+        ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True,
+                     columns=[{"name": "Role", "type": "string", "jsonPath": ".roleRef.name"}, age_column()]),
+        ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                     "ValidatingWebhookConfiguration", False, columns=[age_column()], generation=True),
+        ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                     "MutatingWebhookConfiguration", False, columns=[age_column()], generation=True),
     ]
 
 
