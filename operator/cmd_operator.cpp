@@ -22,7 +22,6 @@
 #include "operator/commands.hpp"
 #include "operator/controllers.hpp"
 #include "operator/http_server.hpp"
-#include "operator/https_server.hpp"
 #include "operator/kube/api.hpp"
 #include "operator/kube/client.hpp"
 #include "operator/kube/config.hpp"
@@ -207,7 +206,7 @@ int run_operator(int argc, char** argv) {
 
   boost::asio::io_context io;
   std::vector<std::unique_ptr<operator_::HttpServer>> servers;
-  std::unique_ptr<operator_::HttpsServer> webhook;
+  std::unique_ptr<operator_::HttpServer> webhook;
   try {
     if (auto addr = listen_address(f.health_addr)) {
       servers.push_back(
@@ -244,8 +243,8 @@ int run_operator(int argc, char** argv) {
       if (std::filesystem::exists(dir / "tls.crt") && std::filesystem::exists(dir / "tls.key")) {
         const std::string addr = (f.webhook_host.empty() ? "0.0.0.0" : f.webhook_host) + ":" +
                                  std::to_string(f.webhook_port);
-        webhook = std::make_unique<operator_::HttpsServer>(
-            io, addr, dir / "tls.crt", dir / "tls.key", [&](const operator_::HttpRequest& r) {
+        webhook = std::make_unique<operator_::HttpServer>(
+            io, addr, [&](const operator_::HttpRequest& r) {
               if (r.path != "/validate")
                 return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
               if (r.method != "POST")
@@ -257,7 +256,8 @@ int run_operator(int argc, char** argv) {
                 spdlog::info("msg=\"admission denied\" reason=\"{}\"", answer.message);
               }
               return operator_::HttpResponse{answer.http_status, answer.content_type, answer.body};
-            });
+            },
+            3 << 20, operator_::TlsFiles{dir / "tls.crt", dir / "tls.key"});
         spdlog::info("msg=\"serving the validating webhook\" address={} path=/validate", addr);
       } else {
         spdlog::warn("msg=\"webhook disabled: no tls.crt/tls.key\" dir={}", dir.string());

@@ -1,11 +1,13 @@
-// A small HTTP/1.1 server for Ferry's endpoints (health, metrics, registry events, status).
+// A small HTTP/1.1 server, plain or TLS, for Ferry's endpoints (health, metrics, registry events, webhook).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ferry::operator_ {
@@ -26,17 +28,23 @@ struct HttpResponse {
   std::string body;
 };
 
+// A PEM certificate chain and key, read once at start (the admission webhook).
+struct TlsFiles {
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+};
+
 // Serves requests on one io_context thread; the handler runs on that thread, so it may touch
 // state owned by that thread without locks. Bodies over `max_body_bytes` get 413; a request
-// that takes longer than 30 s to arrive is dropped.
+// that takes longer than 30 s to arrive is dropped. With `tls`, connections are TLS 1.2+.
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
 
   // `listen` is "HOST:PORT" (port 0 picks a free one). Throws std::runtime_error when the
-  // address cannot be bound (start-up configuration).
+  // address cannot be bound or the certificate or key cannot be loaded (start-up configuration).
   HttpServer(boost::asio::io_context& io, const std::string& listen, Handler handler,
-             std::size_t max_body_bytes = 1 << 20);
+             std::size_t max_body_bytes = 1 << 20, std::optional<TlsFiles> tls = std::nullopt);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
