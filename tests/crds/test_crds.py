@@ -12,6 +12,9 @@ import jsonschema
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from k8s_openapi import FORMATS, close_objects  # noqa: E402  shared with tests/chart
+
 CRD_DIR = ROOT / "crds"
 EXAMPLES_DIR = ROOT / "examples"
 OPENAPI = ROOT / "tests" / "testdata" / "kubernetes-openapi-v3" / "apis__apiextensions.k8s.io__v1_openapi.json"
@@ -55,27 +58,6 @@ def load_dir(directory):
     return docs
 
 
-def close_objects(schema, skip=lambda s: False):
-    """Rejects unknown fields: every object schema listing properties and saying nothing about
-    additionalProperties gets additionalProperties: false, recursively (in place)."""
-    if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema and not skip(schema):
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            close_objects(value, skip)
-    elif isinstance(schema, list):
-        for value in schema:
-            close_objects(value, skip)
-    return schema
-
-
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-FORMATS = jsonschema.FormatChecker(formats=())
-
-
-@FORMATS.checks("date-time")
-def _is_date_time(value):
-    return not isinstance(value, str) or bool(_RFC3339.match(value))
 
 
 def crd_meta_validator():

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SUPPORT = os.path.join(ROOT, "tests", "support")
 FERRY = os.environ.get("FERRY_BINARY", os.path.join(ROOT, "build", "operator", "ferry"))
 OCI_IMAGE = os.path.join(SUPPORT, "oci_image.py")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, SUPPORT)
+from testproc import free_port  # noqa: E402
 
 
 def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
@@ -292,7 +287,7 @@ class E2ETest(unittest.TestCase):
 
     def _cleanup(self):
         if self.ferry.process:
-            code = self.ferry.stop()
+            self.ferry.stop()
             if self._outcome_failed():
                 sys.stderr.write("\n--- ferry log ---\n" + self.ferry.process.output()[-6000:])
         for p in self._procs:
@@ -317,3 +312,22 @@ class E2ETest(unittest.TestCase):
 
     def image(self, **kw):
         return Image(self.workdir, **kw)
+
+    def slow_endpoint(self, registry, delay_ms=40):
+        """An endpoint URL for `registry` through tests/support/fault_proxy.py, which sleeps
+        `delay_ms` per 64 KiB of body: copies from it stay in flight long enough to act on."""
+        proxy = self.process([sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream",
+                              registry.host, "--delay-ms", str(delay_ms)], "proxy.log")
+
+        def port():
+            lines = [line.strip() for line in proxy.output().splitlines()]
+            return next((int(line) for line in lines if line.isdigit()), None)
+        return f"http://127.0.0.1:{wait_until(port, 10, what='proxy port')}"
+
+    def wait_copy_in_flight(self):
+        """Waits until some destination is authorized (authorizedBy recorded) and still IN_PROGRESS."""
+        def started():
+            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
+                       for r in self.ferry.records("imagereplications")
+                       for s in r.get("status", {}).get("replicationStatuses", []))
+        wait_until(started, 20, interval=0.02, what="an authorized copy in flight")

@@ -9,7 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (E2ETest, allow_statement, registry_policy, replication_config, run,  # noqa: E402
-                     wait_until, SUPPORT)
+                     wait_until)
 
 A_ID, B_ID = "111111111111", "222222222222"
 
@@ -256,23 +256,14 @@ class Revocation(E2ETest):
     def test_s9_authorized_copy_completes_after_revocation_next_push_denied(self):
         a = self.registry("a", A_ID, "us-east-1")
         c = self.registry("c", B_ID, "eu-west-1")
-        slow = self.process([sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream", a.host,
-                             "--delay-ms", "40"], "proxy.log")
-        port = wait_until(lambda: _first_line_port(slow), 10, what="proxy port")
-        self.ferry.write("regs.yaml", a.resource(endpoint=f"http://127.0.0.1:{port}") + "---\n" + c.resource())
+        slow = self.slow_endpoint(a)
+        self.ferry.write("regs.yaml", a.resource(endpoint=slow) + "---\n" + c.resource())
         self.ferry.write("config.yaml", replication_config("a", a, [c]))
         self.ferry.write("policy.yaml", registry_policy("c", c, [allow_statement(A_ID, c)]))
         self.ferry.start()
         big = self.image(seed="big", layer_bytes=6 * 1024 * 1024)
         big.push(a, "prod/app")
-
-        def started():
-            for r in self.ferry.records("imagereplications"):
-                for s in r.get("status", {}).get("replicationStatuses", []):
-                    if s.get("authorizedBy") and s["status"] == "IN_PROGRESS":
-                        return True
-            return False
-        wait_until(started, 20, interval=0.02, what="authorized copy in flight")
+        self.wait_copy_in_flight()
         self.ferry.write("policy.yaml", registry_policy("c", c, [
             {"Sid": "Nothing", "Effect": "Deny", "Principal": "*", "Action": "ecr:*", "Resource": "*"}]))
         self.ferry.wait_reload(2)
@@ -289,16 +280,12 @@ class Durability(E2ETest):
     def test_killed_mid_copy_resumes_after_restart(self):
         a = self.registry("a", A_ID, "us-east-1")
         b = self.registry("b", A_ID, "us-west-2")
-        slow = self.process([sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream", a.host,
-                             "--delay-ms", "40"], "proxy.log")
-        port = wait_until(lambda: _first_line_port(slow), 10, what="proxy port")
-        self.ferry.write("regs.yaml", a.resource(endpoint=f"http://127.0.0.1:{port}") + "---\n" + b.resource())
+        slow = self.slow_endpoint(a)
+        self.ferry.write("regs.yaml", a.resource(endpoint=slow) + "---\n" + b.resource())
         self.ferry.write("config.yaml", replication_config("a", a, [b]))
         self.ferry.start()
         self.image(seed="kill", layer_bytes=4 * 1024 * 1024).push(a, "prod/app")
-        wait_until(lambda: any(s.get("authorizedBy") for r in self.ferry.records("imagereplications")
-                               for s in r.get("status", {}).get("replicationStatuses", [])), 20, interval=0.02,
-                   what="copy in flight")
+        self.wait_copy_in_flight()
         self.ferry.stop(signal.SIGKILL)
         self.assertIsNone(b.manifest("prod/app", "v1"), "no half image is visible")
         self.ferry.start()
@@ -350,14 +337,6 @@ class PushDetection(E2ETest):
         self.assertEqual(code, 200)
         self.assertEqual(len(self.ferry.records("imagereplications")), 1)
         self.assertNotIn("s3cret", self.ferry.process.output())
-
-
-def _first_line_port(process):
-    out = process.output().strip().splitlines()
-    for line in out:
-        if line.strip().isdigit():
-            return int(line.strip())
-    return None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -15,6 +16,8 @@ import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from testproc import stop_pid  # noqa: E402
 DOUBLE = ROOT / "tests" / "support" / "kube_apiserver_double.py"
 CRDS = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
@@ -43,18 +46,7 @@ class DoubleTestCase(unittest.TestCase):
         self.base = f"http://127.0.0.1:{self.port}"
         self.children = []
 
-    @staticmethod
-    def stop_pid(proc, timeout=5):
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+    stop_pid = staticmethod(stop_pid)
 
     def double_stderr(self):
         self.stderr_file.flush()

@@ -15,6 +15,7 @@ import socket
 import select
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,8 @@ import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from testproc import free_port, stop_pid  # noqa: E402
 DOUBLE = ROOT / "tests" / "support" / "kube_apiserver_double.py"
 CRDS = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
@@ -30,25 +33,6 @@ KUBECTL = "/usr/bin/kubectl"
 PYTHON = "/usr/bin/python3"
 FERRY = os.environ.get("FERRY_BINARY", str(ROOT / "build-op" / "operator" / "ferry"))
 GROUP = "/apis/ferry.dev/v1alpha1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_pid(proc, timeout=5):
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream:
-            stream.close()
 
 
 class StubRegistry(http.server.ThreadingHTTPServer):
