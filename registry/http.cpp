@@ -146,6 +146,14 @@ struct HttpClient::State {
     return c;
   }
 
+  // An idle pooled connection to the URL's origin when `reuse` allows one, else a new one.
+  Task<Result<std::unique_ptr<Connection>>> acquire(const Url& url, bool reuse) {
+    if (reuse) {
+      if (auto idle_conn = take_idle(url.origin())) co_return idle_conn;
+    }
+    co_return co_await connect(url);
+  }
+
   Task<Result<std::unique_ptr<Connection>>> connect(const Url& url) {
     auto c = std::make_unique<Connection>();
     c->key = url.origin();
@@ -366,12 +374,9 @@ Task<Result<ResponseStream>> HttpClient::open(HttpRequest req) {
   const bool head = r.method() == http::verb::head;
   // A pooled connection may have been closed by the server meanwhile: retry once on a fresh one.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto conn = attempt == 0 ? state->take_idle(req.url.origin()) : nullptr;
-    if (!conn) {
-      auto c = co_await state->connect(req.url);
-      if (!c) co_return std::unexpected(c.error());
-      conn = std::move(*c);
-    }
+    auto acquired = co_await state->acquire(req.url, attempt == 0);
+    if (!acquired) co_return std::unexpected(acquired.error());
+    auto conn = std::move(*acquired);
     const bool reused = conn->reused;
     conn->lowest().expires_after(state->opts.io_timeout);
     auto [ec, n] = co_await with_stream(*conn, [&](auto& s) { return http::async_write(s, r, use_tuple); });
@@ -392,12 +397,9 @@ Task<Result<RequestStream>> HttpClient::open_upload(HttpRequest req, std::uint64
   fill_request(r, req);
   r.content_length(content_length);
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto conn = attempt == 0 ? state->take_idle(req.url.origin()) : nullptr;
-    if (!conn) {
-      auto c = co_await state->connect(req.url);
-      if (!c) co_return std::unexpected(c.error());
-      conn = std::move(*c);
-    }
+    auto acquired = co_await state->acquire(req.url, attempt == 0);
+    if (!acquired) co_return std::unexpected(acquired.error());
+    auto conn = std::move(*acquired);
     const bool reused = conn->reused;
     http::request_serializer<http::empty_body> sr(r);
     conn->lowest().expires_after(state->opts.io_timeout);

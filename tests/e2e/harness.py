@@ -313,6 +313,14 @@ class E2ETest(unittest.TestCase):
     def image(self, **kw):
         return Image(self.workdir, **kw)
 
+    def same_account_pair(self, registry_id="111111111111"):
+        """Registries a (us-east-1) and b (us-west-2) of one account, and a ReplicationConfig a→b
+        written to the manifests (Ferry not started)."""
+        self.a = self.registry("a", registry_id, "us-east-1")
+        self.b = self.registry("b", registry_id, "us-west-2")
+        self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+
     def slow_endpoint(self, registry, delay_ms=40):
         """An endpoint URL for `registry` through tests/support/fault_proxy.py, which sleeps
         `delay_ms` per 64 KiB of body: copies from it stay in flight long enough to act on."""

@@ -155,10 +155,7 @@ class OnlyNewPushesNoChaining(E2ETest):
 class ImageKinds(E2ETest):
     def setUp(self):
         super().setUp()
-        self.a = self.registry("a", A_ID, "us-east-1")
-        self.b = self.registry("b", A_ID, "us-west-2")
-        self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
-        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+        self.same_account_pair(A_ID)
         self.ferry.start()
 
     def test_s15_four_platform_index_and_every_child(self):
@@ -188,10 +185,7 @@ class ImageKinds(E2ETest):
 class SettingsAndImmutability(E2ETest):
     def setUp(self):
         super().setUp()
-        self.a = self.registry("a", A_ID, "us-east-1")
-        self.b = self.registry("b", A_ID, "us-west-2")
-        self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
-        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+        self.same_account_pair(A_ID)
 
     def user_repository(self, name, mutability):
         self.ferry.write("repo.yaml", f"apiVersion: ferry.dev/v1alpha1\nkind: Repository\nmetadata: {{name: r}}\n"
