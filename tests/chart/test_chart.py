@@ -30,6 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.dont_write_bytecode = True   # nothing written under the source tree
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 import k8s_openapi  # noqa: E402
+from testproc import free_port  # noqa: E402
 
 CHART = ROOT / "charts" / "ferry"
 RENDER_SRC = ROOT / "tests" / "chart" / "render"
@@ -994,12 +995,6 @@ def rbac_allows(docs, attrs, sa_name="ferry", sa_namespace=NS):
                     and (not rule.get("resourceNames") or (name and name in rule["resourceNames"])):
                 return True
     return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ExamplesTest(unittest.TestCase):

@@ -1,15 +1,38 @@
 """Process helpers shared by the Python test suites: free loopback ports, stopping by PID."""
 import os
+import random
 import signal
 import socket
 import subprocess
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A port the kernel has just handed out on 127.0.0.1 (bind to port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1 below the kernel's ephemeral range.
+
+    Tests pick a port first and start the server later (registries must know Ferry's address
+    before Ferry starts). A port from the ephemeral range can be taken meanwhile by any
+    outgoing connection on the machine (seen: skopeo's); ports below it are only ever taken
+    by an explicit bind, so the window is closed to everything but another test's random pick.
+    """
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def stop_pid(proc, timeout=5):
