@@ -72,7 +72,7 @@ std::string known_state_key(const RegistryKey& k) { return "known-" + k.registry
 }  // namespace
 
 struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine::Impl> {
-  Impl(asio::io_context& io_, store::StateDir& state_, EngineOptions opts_)
+  Impl(asio::io_context& io_, store::RecordStore& state_, EngineOptions opts_)
       : io(io_), state(state_), opts(std::move(opts_)), metrics(std::make_shared<prometheus::Registry>()),
         replications(prometheus::BuildCounter()
                          .Name("ferry_replications_total")
@@ -100,7 +100,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
                                                                      300, 1800})) {}
 
   asio::io_context& io;
-  store::StateDir& state;
+  store::RecordStore& state;
   EngineOptions opts;
 
   std::vector<model::Resource> resources;
@@ -159,12 +159,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
                   " not found or has no ca.crt key";
         return e;
       }
-      const auto path = state.root() / "state" / ("ca-" + r.metadata.name + ".pem");
-      if (auto w = store::write_file_atomically(path, ca->second); !w) {
-        e.error = w.error();
-        return e;
-      }
-      e.config.tls.ca_files.push_back(path.string());
+      e.config.tls.ca_pems.push_back(ca->second);
     }
     if (r.spec.credentials_secret_ref) {
       const auto& ref = *r.spec.credentials_secret_ref;
@@ -467,6 +462,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
                    "reason=\"{}\"",
                    name, rec.spec.source.repository_name, rec.spec.source.image_digest, key_text(dest),
                    st->failure_code, st->message);
+      if (opts.on_failed) opts.on_failed(rec, *st);
     }
   }
 
@@ -770,7 +766,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   }
 };
 
-ReplicationEngine::ReplicationEngine(asio::io_context& io, store::StateDir& state, EngineOptions options)
+ReplicationEngine::ReplicationEngine(asio::io_context& io, store::RecordStore& state, EngineOptions options)
     : impl_(std::make_shared<Impl>(io, state, std::move(options))) {}
 
 ReplicationEngine::~ReplicationEngine() { impl_->stopped = true; }

@@ -5,12 +5,13 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "reconcilers/model/resources.hpp"
-#include "store/state_dir.hpp"
+#include "store/record_store.hpp"
 
 namespace ferry::reconcilers {
 
@@ -21,6 +22,9 @@ struct EngineOptions {
   std::chrono::seconds completed_ttl{std::chrono::hours(24)};  // COMPLETE records are removed after
   std::string user_agent = "ferry-replicator/0.1";             // how Ferry's own writes are recognised
   std::size_t max_known_tags_per_registry = 200'000;           // polling baseline bound
+  // Called on the engine's thread when a destination ends FAILED (cluster mode records a
+  // Kubernetes Event); the record is already saved.
+  std::function<void(const model::ImageReplication&, const model::ReplicationStatus&)> on_failed;
 };
 
 struct NotificationOutcome {
@@ -32,7 +36,7 @@ struct NotificationOutcome {
 // handlers and timers of `ferry run` are).
 class ReplicationEngine {
  public:
-  ReplicationEngine(boost::asio::io_context& io, store::StateDir& state, EngineOptions options = {});
+  ReplicationEngine(boost::asio::io_context& io, store::RecordStore& store, EngineOptions options = {});
   ~ReplicationEngine();
   ReplicationEngine(const ReplicationEngine&) = delete;
   ReplicationEngine& operator=(const ReplicationEngine&) = delete;
@@ -42,7 +46,7 @@ class ReplicationEngine {
   // (re)starts polling.
   void set_resources(std::vector<model::Resource> resources);
 
-  // Loads the state directory and resumes every unfinished record. Call once, after the first
+  // Loads the records and resumes every unfinished one. Call once, after the first
   // set_resources.
   void start();
   // Stops polling and new work; copies in flight finish or are resumed at the next start.

@@ -115,6 +115,10 @@ Result<ssl::context> make_context(const TlsOptions& tls) {
     ctx.load_verify_file(f, ec);
     if (ec) return fail(ErrorKind::Config, "cannot load CA file " + f + ": " + ec.message());
   }
+  for (const auto& pem : tls.ca_pems) {
+    ctx.add_certificate_authority(boost::asio::buffer(pem), ec);
+    if (ec) return fail(ErrorKind::Config, "cannot load CA certificates: " + ec.message());
+  }
   return ctx;
 }
 

@@ -32,6 +32,7 @@ using Task = boost::asio::awaitable<T>;
 struct TlsOptions {
   bool verify = true;                  // certificate chain and host name; off only by explicit opt-in
   std::vector<std::string> ca_files;   // PEM bundles trusted in addition to the system CAs
+  std::vector<std::string> ca_pems;    // the same, given as PEM text (e.g. from a Secret)
 };
 
 struct HttpOptions {

@@ -118,8 +118,10 @@ std::expected<void, std::string> StateDir::save(const model::ImageReplication& r
 
 std::expected<void, std::string> StateDir::save(const model::Repository& record) {
   if (!safe_name(record.metadata.name)) return std::unexpected("unsafe record name \"" + record.metadata.name + "\"");
-  return write_file_atomically(root_ / "repositories" / (record.metadata.name + ".json"),
-                               json::serialize(model::to_json(record)));
+  const auto path = root_ / "repositories" / (record.metadata.name + ".json");
+  std::error_code ec;
+  if (fs::exists(path, ec)) return {};  // recorded before; its settings stay as they are
+  return write_file_atomically(path, json::serialize(model::to_json(record)));
 }
 
 std::expected<void, std::string> StateDir::remove_image_replication(const std::string& name) {

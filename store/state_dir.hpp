@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "reconcilers/model/resources.hpp"
+#include "store/record_store.hpp"
 
 namespace ferry::store {
 
@@ -18,7 +19,7 @@ namespace ferry::store {
 //   imagereplications/<name>.json   ImageReplication records
 //   repositories/<name>.json        Repository records created by replication
 //   state/<key>.json                engine bookkeeping (baselines, effective times)
-class StateDir {
+class StateDir final : public RecordStore {
  public:
   // Creates the directory and its sub-directories; throws std::runtime_error when it cannot
   // (start-up configuration).
@@ -26,18 +27,17 @@ class StateDir {
 
   const std::filesystem::path& root() const { return root_; }
 
-  std::expected<void, std::string> save(const model::ImageReplication& record);
-  std::expected<void, std::string> save(const model::Repository& record);
-  // Ferry's own records only: deleting one never touches a registry (S10).
-  std::expected<void, std::string> remove_image_replication(const std::string& name);
+  std::expected<void, std::string> save(const model::ImageReplication& record) override;
+  std::expected<void, std::string> save(const model::Repository& record) override;
+  std::expected<void, std::string> remove_image_replication(const std::string& name) override;
 
   std::optional<model::ImageReplication> image_replication(const std::string& name) const;
-  // Records that cannot be read are reported in `problems` and skipped.
-  std::vector<model::ImageReplication> image_replications(std::vector<std::string>* problems = nullptr) const;
-  std::vector<model::Repository> repositories(std::vector<std::string>* problems = nullptr) const;
+  std::vector<model::ImageReplication> image_replications(
+      std::vector<std::string>* problems = nullptr) const override;
+  std::vector<model::Repository> repositories(std::vector<std::string>* problems = nullptr) const override;
 
-  std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v);
-  std::optional<boost::json::value> load_state(const std::string& key) const;
+  std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v) override;
+  std::optional<boost::json::value> load_state(const std::string& key) const override;
 
  private:
   std::filesystem::path root_;

@@ -118,6 +118,13 @@ std::expected<json::value, ApiError> Api::merge_patch(const ResourceType& t, std
   return object_call(merge_patch_request(t, ns, name, patch, subresource));
 }
 
+std::expected<void, ApiError> Api::remove(const ResourceType& t, std::string_view ns,
+                                          std::string_view name) {
+  auto r = object_call(delete_request(t, ns, name));
+  if (!r && !r.error().not_found()) return std::unexpected(r.error());
+  return {};
+}
+
 std::expected<bool, ApiError> Api::update_status(
     const ResourceType& t, std::string_view ns, std::string_view name,
     const std::function<std::optional<json::value>(const json::value&)>& compute, int attempts) {

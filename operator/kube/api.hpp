@@ -54,6 +54,9 @@ class Api {
                                                           const boost::json::value& patch,
                                                           std::string_view subresource = {});
 
+  // Deletes one object; a missing object is success (it is gone either way).
+  std::expected<void, ApiError> remove(const ResourceType& t, std::string_view ns, std::string_view name);
+
   // Writes `.status` through the status subresource with optimistic concurrency: `compute`
   // gets the current object and returns the status to write, or nullopt when nothing needs
   // writing; on 409 Conflict the object is read again and `compute` runs again (up to

@@ -24,6 +24,7 @@ ResourceType image_replications() {
 ResourceType secrets() { return {"", "v1", "secrets", "Secret", true}; }
 ResourceType events() { return {"events.k8s.io", "v1", "events", "Event", true}; }
 ResourceType leases() { return {"coordination.k8s.io", "v1", "leases", "Lease", true}; }
+ResourceType config_maps() { return {"", "v1", "configmaps", "ConfigMap", true}; }
 
 namespace {
 
@@ -95,6 +96,10 @@ Request merge_patch_request(const ResourceType& t, std::string_view ns, std::str
                             const json::value& patch, std::string_view subresource) {
   return {"PATCH", build(resource_path(t, ns, name, subresource), {}), "application/json",
           "application/merge-patch+json", json::serialize(patch)};
+}
+
+Request delete_request(const ResourceType& t, std::string_view ns, std::string_view name) {
+  return {"DELETE", build(resource_path(t, ns, name), {{"propagationPolicy", "Background"}})};
 }
 
 std::string ApiError::to_string() const {

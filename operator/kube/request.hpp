@@ -30,9 +30,10 @@ ResourceType image_replications();
 ResourceType secrets();
 ResourceType events();
 ResourceType leases();
+ResourceType config_maps();
 
 struct Request {
-  std::string method;  // GET POST PUT PATCH
+  std::string method;  // GET POST PUT PATCH DELETE
   std::string target;  // path and query, percent-encoded
   std::string accept = "application/json";
   std::string content_type;  // empty without a body
@@ -73,6 +74,9 @@ Request replace_request(const ResourceType& t, std::string_view ns, std::string_
 // application/merge-patch+json (RFC 7386).
 Request merge_patch_request(const ResourceType& t, std::string_view ns, std::string_view name,
                             const boost::json::value& patch, std::string_view subresource = {});
+// DELETE of one object, with foreground-free (background) propagation. Used only for Ferry's
+// own records (ImageReplication), never for anything in a registry.
+Request delete_request(const ResourceType& t, std::string_view ns, std::string_view name);
 
 // A failed call as the API server explains it (a metav1.Status), or a transport failure
 // (code 0).

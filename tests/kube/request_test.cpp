@@ -68,6 +68,12 @@ TEST(Requests, ListWatchAndWrites) {
   auto post = create_request(leases(), "ns", obj);
   EXPECT_EQ(post.method, "POST");
   EXPECT_EQ(post.target, "/apis/coordination.k8s.io/v1/namespaces/ns/leases");
+  auto del = delete_request(image_replications(), "", "r-1");
+  EXPECT_EQ(del.method, "DELETE");
+  EXPECT_EQ(del.target, "/apis/ferry.dev/v1alpha1/imagereplications/r-1?propagationPolicy=Background");
+  EXPECT_TRUE(del.body.empty());
+  EXPECT_EQ(get_request(config_maps(), "ferry-system", "ferry-state-effective").target,
+            "/api/v1/namespaces/ferry-system/configmaps/ferry-state-effective");
 }
 
 TEST(Responses, StatusErrorsAreRead) {

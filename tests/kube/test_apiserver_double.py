@@ -526,6 +526,25 @@ class BuiltinKindsTest(DoubleTestCase):
         code, status = self.http("POST", "/apis/events.k8s.io/v1/namespaces/nowhere/events", event)
         self.assertEqual((code, status["reason"]), (404, "NotFound"))
 
+    def test_config_maps(self):
+        path = "/api/v1/namespaces/default/configmaps"
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                                           "metadata": {"name": "state"}, "data": {"state.json": "{}"}}))
+        self.assertEqual(self.kubectl("get", "cm", "state", "-o", "jsonpath={.data.state\\.json}").stdout, "{}")
+        # An update without resourceVersion is allowed for ConfigMaps, as in kube-apiserver.
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "state", "namespace": "default"},
+              "data": {"state.json": '{"a":1}'}}
+        code, _ = self.http("PUT", path + "/state", cm)
+        self.assertEqual(code, 200)
+        code, status = self.http("POST", path, dict(cm, metadata={"name": "bad", "namespace": "default"},
+                                                    data={"n": 1}))
+        self.assertEqual((code, status["reason"]), (400, "BadRequest"))
+        code, status = self.http("POST", path, dict(cm, metadata={"name": "big", "namespace": "default"},
+                                                    data={"x": "y" * (1 << 20)}))
+        self.assertEqual((code, status["reason"]), (422, "Invalid"))
+        self.assertIn("must have at most 1048576 bytes", status["message"])
+        self.assertEqual(self.kubectl("get", "cm", "-o", "name").stdout.split(), ["configmap/state"])
+
     def test_sigterm_exits_cleanly(self):
         proc, _ = self.kubectl_bg("get", "secrets", "-A", "--watch")
         time.sleep(0.5)

@@ -273,6 +273,19 @@ TEST(Copy, TlsWithTestCaVerifiesByDefault) {
   auto wrong = copy_one(src.host() + "/tls/app:v1", dst.host() + "/tls/other:v1", both(s, wrong_ca));
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error().kind, ErrorKind::Tls);
+  // The CA as PEM text (how a Registry's tls.caSecretRef reaches the client): same as the file.
+  RegistryConfig pem;
+  {
+    std::ifstream in(dst.ca_file());
+    pem.tls.ca_pems = {std::string(std::istreambuf_iterator<char>(in), {})};
+  }
+  auto from_pem = copy_one(src.host() + "/tls/app:v1", dst.host() + "/tls/pem:v1", both(s, pem));
+  ASSERT_TRUE(from_pem) << from_pem.error().to_string();
+  RegistryConfig bad_pem;
+  bad_pem.tls.ca_pems = {"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"};
+  auto refused = copy_one(src.host() + "/tls/app:v1", dst.host() + "/tls/pem:v1", both(s, bad_pem));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::Config) << refused.error().to_string();
   // Explicit opt-out.
   RegistryConfig skip;
   skip.tls.verify = false;

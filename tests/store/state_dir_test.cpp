@@ -54,6 +54,19 @@ TEST_F(StateDirTest, RecordsSurviveReopening) {
   EXPECT_TRUE(s.image_replications().empty());
 }
 
+TEST_F(StateDirTest, ARepositoryRecordIsWrittenOnceAndKeepsItsFirstContent) {
+  StateDir s(dir_);
+  auto repo = model::new_replicated_repository({"111111111111", "us-west-2"}, "prod/app",
+                                               {"111111111111", "us-east-1"}, "2026-11-28T14:00:00Z");
+  ASSERT_TRUE(s.save(repo));
+  auto again = repo;
+  again.status.created_at = "2026-11-29T00:00:00Z";
+  ASSERT_TRUE(s.save(again));
+  auto all = s.repositories();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].status.created_at, "2026-11-28T14:00:00Z");
+}
+
 TEST_F(StateDirTest, LeftoverTemporaryFilesAndGarbageAreNotRecords) {
   StateDir s(dir_);
   ASSERT_TRUE(s.save(record("v1")));

@@ -536,6 +536,8 @@ def builtin_types():
         ResourceType("", "v1", "secrets", "Secret", True,
                      columns=[{"name": "Type", "type": "string", "jsonPath": ".type"},
                               {"name": "Data", "type": "integer", "jsonPath": "$data_count"}, age_column()]),
+        ResourceType("", "v1", "configmaps", "ConfigMap", True, short_names=["cm"],
+                     columns=[{"name": "Data", "type": "integer", "jsonPath": "$data_count"}, age_column()]),
         ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
                      short_names=["crd", "crds"], categories=["api-extensions"], has_status=True,
                      columns=[{"name": "Created At", "type": "string", "format": "date-time",
@@ -1023,6 +1025,17 @@ class Double:
             if d is not None and (not isinstance(d, int) or d <= 0):
                 causes.append({"reason": "FieldValueInvalid", "field": "spec.leaseDurationSeconds",
                                "message": f"spec.leaseDurationSeconds: Invalid value: {d}: must be greater than 0"})
+        if t.kind == "ConfigMap":
+            size = 0
+            for field in ("data", "binaryData"):
+                for k, v in (obj.get(field) or {}).items():
+                    if not isinstance(v, str):
+                        raise ApiError(400, "BadRequest", f"ConfigMap in version \"v1\" cannot be handled as a ConfigMap: "
+                                                          f"{field}[{k!r}]: expected a string")
+                    size += len(k) + len(v.encode())
+            if size > 1048576:
+                causes.append({"reason": "FieldValueTooLong", "field": "[]",
+                               "message": "[]: Too long: must have at most 1048576 bytes"})
         if t.kind == "Secret":
             for k, v in (obj.get("data") or {}).items():
                 try:
