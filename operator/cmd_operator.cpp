@@ -1,18 +1,25 @@
 // `ferry operator`: cluster mode. Watches Ferry's resources through the Kubernetes API, keeps
-// their status true, serves health, metrics and the validating admission webhook.
+// their status true, runs the replication engine with its records in the API (KubeStore), and
+// serves health, metrics, registry notifications and the validating admission webhook.
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <future>
 #include <cstdlib>
 #include <expected>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -28,6 +35,11 @@
 #include "operator/logging.hpp"
 #include "operator/runtime/leader_election.hpp"
 #include "reconcilers/admission.hpp"
+#include "reconcilers/model/clock.hpp"
+#include "reconcilers/model/parse.hpp"
+#include "reconcilers/model/serialize.hpp"
+#include "reconcilers/replication_engine.hpp"
+#include "store/kube_store.hpp"
 
 namespace ferry::cli {
 
@@ -46,6 +58,11 @@ flags:
   --leader-elect                      run the controllers only while holding the leader Lease
   --leader-election-namespace NS      namespace of the Lease (default ferry-system)
   --leader-election-id NAME           name of the Lease (default ferry-leader)
+  --registry-events-bind-address ADDR POST /registry-events/{registryName} (default :8082; 0 disables)
+  --state-namespace NS                namespace of the engine's bookkeeping ConfigMaps
+                                      (default: the leader election namespace)
+  --completed-ttl DURATION            COMPLETE ImageReplications are deleted after (default 24h)
+  --max-parallel N                    destination copies in flight (default 16)
   --webhook-port PORT                 validating admission webhook, HTTPS (default 9443; 0 disables)
   --webhook-host HOST                 address the webhook binds (default: all)
   --webhook-cert-dir DIR              tls.crt and tls.key (default /tmp/k8s-webhook-server/serving-certs)
@@ -62,6 +79,8 @@ struct Flags {
   bool leader_elect = false;
   std::string le_namespace = "ferry-system";
   std::string le_id = "ferry-leader";
+  std::string events_addr = ":8082";
+  std::string state_namespace;
   int webhook_port = 9443;
   std::string webhook_host;
   std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
@@ -90,6 +109,7 @@ std::string identity() {
 
 int run_operator(int argc, char** argv) {
   Flags f;
+  reconcilers::EngineOptions engine_options;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -132,6 +152,17 @@ int run_operator(int argc, char** argv) {
         f.le_namespace = next();
       } else if (arg == "--leader-election-id") {
         f.le_id = next();
+      } else if (arg == "--registry-events-bind-address") {
+        f.events_addr = next();
+      } else if (arg == "--state-namespace") {
+        f.state_namespace = next();
+      } else if (arg == "--completed-ttl") {
+        const std::string v = next();
+        auto d = model::parse_duration(v);
+        if (!d) throw std::invalid_argument("--completed-ttl: \"" + v + "\" is not a duration (e.g. 24h)");
+        engine_options.completed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      } else if (arg == "--max-parallel") {
+        engine_options.max_parallel = std::max(1, number(next()));
       } else if (arg == "--webhook-port") {
         f.webhook_port = number(next());
       } else if (arg == "--webhook-host") {
@@ -197,14 +228,61 @@ int run_operator(int argc, char** argv) {
     return 1;
   }
   kube::Api api(*client);
+  operator_::Manager* manager_ptr = nullptr;  // set once the manager exists
   const std::string id = identity();
   spdlog::info("msg=\"starting\" server={} context={} identity={} leader_elect={}", config->server,
                config->context, id, f.leader_elect);
 
-  operator_::Manager manager(api, {f.workers, id});
+  boost::asio::io_context io;  // HTTP endpoints and the replication engine
+
+  // The replication engine, with its records in the API. It runs on `io` once this replica leads
+  // and the informers have synced; until then notifications get 503 and the registry retries.
+  store::KubeStore records(api, {f.state_namespace.empty() ? f.le_namespace : f.state_namespace});
+  engine_options.on_failed = [&api, &id](const model::ImageReplication& rec,
+                                         const model::ReplicationStatus& st) {
+    kube::EventSpec spec{"Warning", "ReplicationFailed", "Replicate",
+                         "destination " + st.registry_id + "/" + st.region + ": " + st.failure_code +
+                             ": " + st.message};
+    auto ev = kube::make_event(model::to_json(rec), spec, id,
+                               model::format_rfc3339(std::chrono::system_clock::now(), true));
+    if (auto r = api.create(kube::events(), kube::namespace_of(ev), ev); !r) {
+      spdlog::warn("msg=\"event not recorded\" record={} error=\"{}\"", rec.metadata.name, r.error().to_string());
+    }
+  };
+  reconcilers::ReplicationEngine engine(io, records, engine_options);
+  std::atomic<bool> engine_running{false};
+  std::string engine_signature;  // io thread only
+  boost::asio::steady_timer reload_timer(io);
+  std::atomic<bool> reload_armed{false};
+
+  auto log_inputs = [](const std::vector<model::Resource>& resources) {
+    std::map<std::string, int> n;
+    for (const auto& r : resources) ++n[std::string(model::kind_of(r))];
+    spdlog::info("msg=\"engine resources\" registries={} configs={} policies={} repositories={} secrets={}",
+                 n["Registry"], n["ReplicationConfig"], n["RegistryPolicy"], n["Repository"], n["Secret"]);
+  };
+  operator_::ManagerOptions manager_options{f.workers, id};
+  // Informer changes reach the engine coalesced (a burst of events, one reload), and only when
+  // something the engine reads changed.
+  manager_options.on_change = [&] {
+    if (reload_armed.exchange(true)) return;
+    boost::asio::post(io, [&] {
+      reload_timer.expires_after(std::chrono::milliseconds(200));
+      reload_timer.async_wait([&](boost::system::error_code ec) {
+        reload_armed = false;
+        if (ec || !engine_running) return;
+        auto in = manager_ptr->engine_inputs();
+        if (in.signature == engine_signature) return;
+        engine_signature = std::move(in.signature);
+        log_inputs(in.resources);
+        engine.set_resources(std::move(in.resources));
+      });
+    });
+  };
+  operator_::Manager manager(api, manager_options);
+  manager_ptr = &manager;
   std::atomic<bool> standby{f.leader_elect};
 
-  boost::asio::io_context io;
   std::vector<std::unique_ptr<operator_::HttpServer>> servers;
   std::unique_ptr<operator_::HttpServer> webhook;
   try {
@@ -231,12 +309,35 @@ int run_operator(int argc, char** argv) {
           std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
             if (r.path == "/metrics") {
               return operator_::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                                             manager.metrics_text()};
+                                             manager.metrics_text() + engine.metrics_text()};
             }
             return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
           }));
       spdlog::info("msg=\"serving metrics\" address={}:{}", addr->substr(0, addr->rfind(':')),
                    servers.back()->port());
+    }
+    if (auto addr = listen_address(f.events_addr)) {
+      servers.push_back(
+          std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
+            constexpr std::string_view kEvents = "/registry-events/";
+            if (!r.path.starts_with(kEvents))
+              return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
+            if (r.method != "POST")
+              return operator_::HttpResponse{405, "text/plain; charset=utf-8", "use POST\n"};
+            if (!engine_running) {
+              return operator_::HttpResponse{503, "text/plain; charset=utf-8",
+                                             "not the leader, or starting; retry later\n"};
+            }
+            auto out = engine.on_notification(r.path.substr(kEvents.size()), r.content_type,
+                                              r.authorization, r.body);
+            if (out.status != 200) {
+              spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", r.path,
+                           out.status, out.message);
+            }
+            return operator_::HttpResponse{out.status, "text/plain; charset=utf-8", out.message + "\n"};
+          }));
+      spdlog::info("msg=\"serving registry notifications\" address={}:{} path=/registry-events/{{registryName}}",
+                   addr->substr(0, addr->rfind(':')), servers.back()->port());
     }
     if (f.webhook_port != 0) {
       const std::filesystem::path dir(f.webhook_cert_dir);
@@ -282,6 +383,18 @@ int run_operator(int argc, char** argv) {
     }
     manager.set_leader(true);
     manager.start();
+    while (!manager.synced() && !stop.stop_requested())
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!stop.stop_requested()) {
+      boost::asio::post(io, [&] {
+        auto in = manager.engine_inputs();
+        engine_signature = std::move(in.signature);
+        log_inputs(in.resources);
+        engine.set_resources(std::move(in.resources));
+        engine.start();
+        engine_running = true;
+      });
+    }
     if (f.leader_elect) {
       if (!runtime::hold_leadership(api, le, stop.get_token())) {
         exit_code =
@@ -304,6 +417,25 @@ int run_operator(int argc, char** argv) {
   stop.request_stop();
   manager.stop();
   runner.join();
+  // The engine stops taking work; copies in flight get the grace period, and whatever is left
+  // stays IN_PROGRESS in its ImageReplication and resumes under the next leader.
+  {
+    std::promise<void> drained;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+          engine_running = false;
+          engine.stop();
+          boost::asio::steady_timer t(io);
+          while (engine.running() > 0) {
+            t.expires_after(std::chrono::milliseconds(50));
+            co_await t.async_wait(boost::asio::use_awaitable);
+          }
+          drained.set_value();
+        },
+        boost::asio::detached);
+    drained.get_future().wait();
+  }
   for (auto& s : servers) boost::asio::post(io, [&s] { s->stop(); });
   if (webhook) boost::asio::post(io, [&webhook] { webhook->stop(); });
   io.stop();

@@ -1,4 +1,5 @@
-// `ferry status`: DescribeImageReplicationStatus-shaped JSON for one image, from the state directory.
+// `ferry status`: DescribeImageReplicationStatus-shaped JSON for one image, from the records of
+// either mode: the state directory of `ferry run`, or the cluster of `ferry operator`.
 #include <boost/json.hpp>
 #include <filesystem>
 #include <iostream>
@@ -6,6 +7,9 @@
 
 #include "operator/commands.hpp"
 #include "reconcilers/model/clock.hpp"
+#include "operator/kube/client.hpp"
+#include "operator/kube/config.hpp"
+#include "store/kube_store.hpp"
 #include "store/state_dir.hpp"
 
 namespace ferry::cli {
@@ -14,14 +18,17 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kUsage =
-    "usage: ferry status --repository NAME --image TAG|DIGEST [--registry-id ID --region R] [--state-dir DIR]\n"
+    "usage: ferry status --repository NAME --image TAG|DIGEST [--registry-id ID --region R]\n"
+    "                    [--state-dir DIR | --kubeconfig FILE [--context NAME]]\n"
     "Prints the replication status of the latest push of that image, shaped like ECR's\n"
-    "DescribeImageReplicationStatus. Exit 1 when no replication of that image is recorded.\n";
+    "DescribeImageReplicationStatus, from `ferry run`'s state directory (default ./ferry-state) or,\n"
+    "with --kubeconfig, from the ImageReplication objects of the cluster `ferry operator` runs in.\n"
+    "Exit 1 when no replication of that image is recorded.\n";
 
 }  // namespace
 
 int run_status(int argc, char** argv) {
-  std::string repository, image, registry_id, region, state_dir = "ferry-state";
+  std::string repository, image, registry_id, region, state_dir = "ferry-state", kubeconfig, context;
   for (int i = 0; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](std::string_view flag, std::string& out) {
@@ -36,7 +43,8 @@ int run_status(int argc, char** argv) {
       return false;
     };
     if (value("--repository", repository) || value("--image", image) || value("--registry-id", registry_id) ||
-        value("--region", region) || value("--state-dir", state_dir)) {
+        value("--region", region) || value("--state-dir", state_dir) || value("--kubeconfig", kubeconfig) ||
+        value("--context", context)) {
       continue;
     }
     if (a == "-h" || a == "--help") {
@@ -50,14 +58,28 @@ int run_status(int argc, char** argv) {
     std::cerr << "ferry status: --repository and --image are required\n" << kUsage;
     return 2;
   }
-  if (!std::filesystem::is_directory(std::filesystem::path(state_dir) / "imagereplications")) {
-    std::cerr << "ferry status: " << state_dir << " is not a Ferry state directory (use --state-dir)\n";
-    return 2;
+  std::vector<model::ImageReplication> records;
+  if (!kubeconfig.empty()) {
+    auto config = kube::load_kubeconfig(kubeconfig, context);
+    if (!config) {
+      std::cerr << "ferry status: " << config.error() << "\n";
+      return 2;
+    }
+    kube::Client client(*config);
+    kube::Api api(client);
+    std::vector<std::string> problems;
+    records = store::KubeStore(api).image_replications(&problems);
+    for (const auto& p : problems) std::cerr << "ferry status: " << p << "\n";
+  } else {
+    if (!std::filesystem::is_directory(std::filesystem::path(state_dir) / "imagereplications")) {
+      std::cerr << "ferry status: " << state_dir
+                << " is not a Ferry state directory (use --state-dir, or --kubeconfig for a cluster)\n";
+      return 2;
+    }
+    records = store::StateDir(state_dir).image_replications();
   }
   const bool by_digest = image.starts_with("sha256:");
-  store::StateDir state(state_dir);
   const model::ImageReplication* best = nullptr;
-  auto records = state.image_replications();
   for (const auto& r : records) {
     const auto& s = r.spec.source;
     if (s.repository_name != repository) continue;

@@ -13,6 +13,7 @@
 #include <boost/url/parse.hpp>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "operator/registry_probe.hpp"
@@ -66,6 +67,7 @@ struct Manager::Impl {
   Informer policies;
   Informer configs;
   Informer secrets;
+  Informer repositories;
   Controller registry_ctl{"registry"};
   Controller policy_ctl{"registrypolicy"};
   Controller config_ctl{"replicationconfig"};
@@ -81,15 +83,28 @@ struct Manager::Impl {
   Impl(kube::Api& a, ManagerOptions o)
       : api(a),
         opts(std::move(o)),
-        registries(a, kube::registries(), "", [this](auto& t, auto& obj) { on_registry(t, obj); }),
+        registries(a, kube::registries(), "",
+                   [this](auto& t, auto& obj) {
+                     on_registry(t, obj);
+                     changed();
+                   }),
         policies(a, kube::registry_policies(), "",
                  [this](auto&, auto& obj) {
                    policy_ctl.queue->add(kube::name_of(obj));
                    enqueue_all_configs();
+                   changed();
                  }),
         configs(a, kube::replication_configs(), "",
-                [this](auto&, auto& obj) { config_ctl.queue->add(kube::name_of(obj)); }),
-        secrets(a, kube::secrets(), "", [this](auto&, auto&) { on_secret(); }) {
+                [this](auto&, auto& obj) {
+                  config_ctl.queue->add(kube::name_of(obj));
+                  changed();
+                }),
+        secrets(a, kube::secrets(), "",
+                [this](auto&, auto&) {
+                  on_secret();
+                  changed();
+                }),
+        repositories(a, kube::repositories(), "", [this](auto&, auto&) { changed(); }) {
     auto& total = prometheus::BuildCounter()
                       .Name("ferry_reconcile_total")
                       .Help("Reconciles per controller and result (success, error, requeue)")
@@ -136,6 +151,9 @@ struct Manager::Impl {
     config_ctl.reconcile = [this](const std::string& k) { return reconcile_config(k); };
   }
 
+  void changed() {
+    if (opts.on_change) opts.on_change();
+  }
   void enqueue_all_configs() {
     for (const auto& c : configs.items()) config_ctl.queue->add(kube::name_of(c));
   }
@@ -433,7 +451,8 @@ Manager::~Manager() { stop(); }
 void Manager::start() {
   if (impl_->started.exchange(true)) return;
   auto token = impl_->stop_source.get_token();
-  for (Informer* inf : {&impl_->secrets, &impl_->registries, &impl_->policies, &impl_->configs}) {
+  for (Informer* inf :
+       {&impl_->secrets, &impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories}) {
     impl_->threads.emplace_back([inf, token] { inf->run(token); });
   }
   for (Controller* c : {&impl_->registry_ctl, &impl_->policy_ctl, &impl_->config_ctl}) {
@@ -460,7 +479,56 @@ bool Manager::started() const { return impl_->started; }
 
 bool Manager::synced() const {
   return impl_->registries.has_synced() && impl_->policies.has_synced() &&
-         impl_->configs.has_synced() && impl_->secrets.has_synced();
+         impl_->configs.has_synced() && impl_->secrets.has_synced() &&
+         impl_->repositories.has_synced();
+}
+
+EngineInputs Manager::engine_inputs() const {
+  EngineInputs in;
+  auto stamp = [&](const json::value& obj, const std::string& version) {
+    in.signature += kube::name_of(obj) + "@" + version + "\n";
+  };
+  auto valid = impl_->valid_catalog_resources(true);
+  for (const auto& item : impl_->registries.items()) stamp(item, std::to_string(kube::generation_of(item)));
+  for (const auto& item : impl_->policies.items()) stamp(item, std::to_string(kube::generation_of(item)));
+  model::RegistryCatalog catalog(valid);
+  in.signature += "configs\n";
+  for (const auto& item : impl_->configs.items()) {
+    auto p = model::parse_resource(item);
+    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource, catalog).empty()) continue;
+    stamp(item, std::to_string(kube::generation_of(item)));
+    valid.push_back(std::move(*p.resource));
+  }
+  in.signature += "repositories\n";
+  for (const auto& item : impl_->repositories.items()) {
+    auto p = model::parse_resource(item);
+    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
+    // A Repository replication created counts once its status says so; its settings are the
+    // defaults either way.
+    stamp(item, std::to_string(kube::generation_of(item)));
+    valid.push_back(std::move(*p.resource));
+  }
+  // Only the Secrets Registries point at: credentials, CA bundles, notification tokens.
+  std::set<std::string> wanted;
+  for (const auto& r : valid) {
+    if (const auto* reg = std::get_if<model::Registry>(&r)) {
+      for (const auto& ref : {reg->spec.credentials_secret_ref, reg->spec.tls_ca_secret_ref,
+                              reg->spec.notifications_token_secret_ref}) {
+        if (ref) wanted.insert(ref->namespace_ + "/" + ref->name);
+      }
+    }
+  }
+  in.signature += "secrets\n";
+  for (const auto& key : wanted) {
+    auto obj = impl_->secrets.get(key);
+    if (!obj) continue;
+    auto p = model::parse_resource(*obj);
+    if (!p.resource || !std::holds_alternative<model::Secret>(*p.resource)) continue;
+    in.signature += key + "@" + kube::resource_version_of(*obj) + "\n";
+    valid.push_back(std::move(*p.resource));
+  }
+  in.resources = std::move(valid);
+  return in;
 }
 
 model::RegistryCatalog Manager::catalog() const {

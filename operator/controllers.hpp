@@ -4,8 +4,10 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "operator/kube/api.hpp"
 #include "reconcilers/model/validate.hpp"
@@ -17,6 +19,16 @@ struct ManagerOptions {
   std::string instance;                    // reportingInstance of events
   std::chrono::seconds resync{300};        // level-triggered re-check of every object
   std::chrono::seconds retry_unready{30};  // re-probe of an unreachable registry
+  // Called on an informer thread after any change the replication engine must see.
+  std::function<void()> on_change;
+};
+
+// What the replication engine works from: the valid Registries, RegistryPolicies and
+// ReplicationConfigs, every Repository, and the Secrets the Registries reference. `signature`
+// changes exactly when one of them changes (generations, Secret resourceVersions).
+struct EngineInputs {
+  std::vector<model::Resource> resources;
+  std::string signature;
 };
 
 class Manager {
@@ -33,6 +45,7 @@ class Manager {
   bool synced() const;  // every informer has listed once
   // The valid Registries currently known, for the webhook's partition checks.
   model::RegistryCatalog catalog() const;
+  EngineInputs engine_inputs() const;
   // Prometheus text: reconcile totals, errors and durations per controller, work-queue depth,
   // adds and retries, informer lists, leadership.
   std::string metrics_text() const;

@@ -61,6 +61,12 @@ EXPECTED_LEADER_RULES = [
      "verbs": ["get", "create", "update"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
 ]
+# The replication engine's bookkeeping ConfigMaps (ferry-state-<key>, plus chunk ConfigMaps when
+# large) in the leader-election namespace (--state-namespace defaults to it): the operator GETs,
+# POSTs and PUTs them by name, and never lists, watches or deletes them.
+EXPECTED_STATE_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
+]
 SECRETS_RULE = EXPECTED_OPERATOR_RULES[3]
 CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"
 
@@ -195,7 +201,8 @@ class RenderTest(unittest.TestCase):
             ("ClusterRole", "ferry-operator"), ("ClusterRoleBinding", "ferry-operator"),
             ("ClusterRole", "ferry-view"), ("ClusterRole", "ferry-edit"),
             ("Role", "ferry-leaderelection"), ("RoleBinding", "ferry-leaderelection"),
-            ("Service", "ferry-metrics"), ("Deployment", "ferry"),
+            ("Role", "ferry-state"), ("RoleBinding", "ferry-state"),
+            ("Service", "ferry-metrics"), ("Service", "ferry-registry-events"), ("Deployment", "ferry"),
         ] + [("CustomResourceDefinition", f"{k}.ferry.dev") for k in FERRY_KINDS]))
         for d in self.default:
             with self.subTest(kind=d["kind"], name=d["metadata"]["name"]):
@@ -208,7 +215,7 @@ class RenderTest(unittest.TestCase):
     def test_full_objects(self):
         kinds = {d["kind"] for d in self.full}
         self.assertTrue({"ValidatingWebhookConfiguration", "ServiceMonitor", "Secret"} <= kinds, kinds)
-        self.assertEqual(len([d for d in self.full if d["kind"] == "Service"]), 2)
+        self.assertEqual(len([d for d in self.full if d["kind"] == "Service"]), 3)
         cm_kinds = {d["kind"] for d in self.cm}
         self.assertTrue({"Certificate", "Issuer", "ValidatingWebhookConfiguration"} <= cm_kinds, cm_kinds)
         self.assertNotIn("Secret", cm_kinds, "cert-manager writes the serving Secret")
@@ -239,7 +246,11 @@ class RenderTest(unittest.TestCase):
         out = render_text(FULL_VALUES, notes=True).stdout
         self.assertIn(f"kubectl -n {NS} rollout status deployment/ferry", out)
         self.assertIn("leader election", out)
+        self.assertIn(f"http://ferry-registry-events.{NS}.svc:8082/registry-events/<Registry name>", out)
         self.assertNotIn("<no value>", out)
+        off = render_text({"registryEvents": {"service": {"enabled": False}}}, notes=True).stdout
+        self.assertNotIn("ferry-registry-events", off)
+        self.assertIn("expose port 8082", off)
 
 
 class RendererTest(unittest.TestCase):
@@ -347,7 +358,8 @@ class DeploymentTest(unittest.TestCase):
     def test_default_args(self):
         self.assertEqual(self.args(), [
             "operator", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-            f"--leader-election-namespace={NS}", "--leader-election-id=ferry-leader", "--webhook-port=0"])
+            "--registry-events-bind-address=:8082", f"--leader-election-namespace={NS}",
+            "--leader-election-id=ferry-leader", "--webhook-port=0"])
 
     def test_leader_elect_only_with_more_than_one_replica(self):
         self.assertNotIn("--leader-elect", self.args({"replicaCount": 1}))
@@ -410,6 +422,27 @@ class RbacTest(unittest.TestCase):
         self.assertEqual(binding["roleRef"]["name"], "ferry-leaderelection")
         self.assertEqual(binding["subjects"][0]["namespace"], NS)
 
+    def test_state_role_is_exactly_the_engine_configmaps(self):
+        docs = render()
+        role = one(docs, "Role", "ferry-state")
+        self.assertEqual(role["metadata"]["namespace"], NS)
+        self.assertEqual(normalize_rules(role["rules"]), normalize_rules(EXPECTED_STATE_RULES))
+        binding = one(docs, "RoleBinding", "ferry-state")
+        self.assertEqual(binding["metadata"]["namespace"], NS)
+        self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                              "name": "ferry-state"})
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "ferry", "namespace": NS}])
+
+    def test_leader_election_namespace_moves_the_lease_and_state_roles(self):
+        docs = render({"leaderElection": {"namespace": "ferry-coord"}})
+        for name in ("ferry-leaderelection", "ferry-state"):
+            with self.subTest(role=name):
+                self.assertEqual(one(docs, "Role", name)["metadata"]["namespace"], "ferry-coord")
+                binding = one(docs, "RoleBinding", name)
+                self.assertEqual(binding["metadata"]["namespace"], "ferry-coord")
+                self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "ferry", "namespace": NS}])
+        self.assertIn("--leader-election-namespace=ferry-coord", container(one(docs, "Deployment"))["args"])
+
     def test_secrets_only_in_listed_namespaces(self):
         docs = render({"rbac": {"secrets": {"namespaces": [NS, "team-b"]}}})
         role = one(docs, "ClusterRole", "ferry-operator")
@@ -452,6 +485,9 @@ class RbacAuthorizerTest(unittest.TestCase):
         self.assertTrue(allowed("POST", "/apis/ferry.dev/v1alpha1/imagereplications"))
         self.assertTrue(allowed("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/ferry-leader"))
         self.assertTrue(allowed("POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"))
+        self.assertTrue(allowed("GET", f"/api/v1/namespaces/{NS}/configmaps/ferry-state-effective"))
+        self.assertTrue(allowed("POST", f"/api/v1/namespaces/{NS}/configmaps"))
+        self.assertTrue(allowed("PUT", f"/api/v1/namespaces/{NS}/configmaps/ferry-state-known-a-1"))
         self.assertFalse(allowed("PUT", "/apis/ferry.dev/v1alpha1/registries/r"), "spec writes")
         self.assertFalse(allowed("DELETE", "/apis/ferry.dev/v1alpha1/replicationconfigs/c"))
         self.assertFalse(allowed("POST", f"/api/v1/namespaces/{NS}/secrets"))
@@ -459,6 +495,10 @@ class RbacAuthorizerTest(unittest.TestCase):
         self.assertFalse(allowed("PUT", "/apis/coordination.k8s.io/v1/namespaces/default/leases/ferry-leader"))
         self.assertFalse(allowed("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", {"watch": "1"}))
         self.assertFalse(allowed("POST", "/api/v1/namespaces/default/events"), "core v1 events are not granted")
+        self.assertFalse(allowed("GET", f"/api/v1/namespaces/{NS}/configmaps"), "no list of ConfigMaps")
+        self.assertFalse(allowed("GET", f"/api/v1/namespaces/{NS}/configmaps", {"watch": "true"}))
+        self.assertFalse(allowed("DELETE", f"/api/v1/namespaces/{NS}/configmaps/ferry-state-effective"))
+        self.assertFalse(allowed("GET", "/api/v1/namespaces/default/configmaps/ferry-state-effective"))
         scoped = render({"rbac": {"secrets": {"namespaces": ["team-b"]}}})
         self.assertTrue(rbac_allows(scoped, ("get", "", "secrets", "team-b", "creds")))
         self.assertFalse(rbac_allows(scoped, ("get", "", "secrets", NS, "creds")))
@@ -581,6 +621,46 @@ class MetricsTest(unittest.TestCase):
         self.assertIn("metrics.serviceMonitor.enabled needs metrics.service.enabled", result.stderr)
 
 
+class RegistryEventsTest(unittest.TestCase):
+    """The Service registries post their push notifications to (POST /registry-events/{Registry name})."""
+
+    def test_service_targets_the_registry_events_port(self):
+        docs = render()
+        deploy = one(docs, "Deployment")
+        c = container(deploy)
+        self.assertIn("--registry-events-bind-address=:8082", c["args"])
+        self.assertIn({"name": "registry-events", "containerPort": 8082, "protocol": "TCP"}, c["ports"])
+        svc = one(docs, "Service", "ferry-registry-events")
+        self.assertEqual(svc["metadata"]["namespace"], NS)
+        self.assertEqual(svc["metadata"]["labels"]["app.kubernetes.io/component"], "registry-events")
+        self.assertNotIn("annotations", svc["metadata"])
+        self.assertEqual(svc["spec"]["type"], "ClusterIP")
+        self.assertEqual(svc["spec"]["selector"], deploy["spec"]["selector"]["matchLabels"])
+        self.assertEqual(svc["spec"]["ports"], [{"name": "http-registry-events", "port": 8082,
+                                                 "targetPort": "registry-events", "protocol": "TCP"}])
+        self.assertIn(svc["spec"]["ports"][0]["targetPort"], [p["name"] for p in c["ports"]])
+
+    def test_ports_type_and_annotations_follow_the_values(self):
+        docs = render({"registryEvents": {"port": 9000, "service": {
+            "type": "LoadBalancer", "port": 80, "annotations": {"example.com/lb": "internal"}}}})
+        c = container(one(docs, "Deployment"))
+        self.assertIn("--registry-events-bind-address=:9000", c["args"])
+        self.assertIn({"name": "registry-events", "containerPort": 9000, "protocol": "TCP"}, c["ports"])
+        svc = one(docs, "Service", "ferry-registry-events")
+        self.assertEqual(svc["spec"]["type"], "LoadBalancer")
+        self.assertEqual(svc["spec"]["ports"][0]["port"], 80)
+        self.assertEqual(svc["spec"]["ports"][0]["targetPort"], "registry-events")
+        self.assertEqual(svc["metadata"]["annotations"], {"example.com/lb": "internal"})
+        notes = render_text({"registryEvents": {"service": {"type": "NodePort"}}}, notes=True).stdout
+        self.assertIn("get service ferry-registry-events", notes)
+
+    def test_service_can_be_turned_off(self):
+        docs = render({"registryEvents": {"service": {"enabled": False}}})
+        self.assertEqual([s["metadata"]["name"] for s in by_kind(docs, "Service")], ["ferry-metrics"])
+        self.assertIn("--registry-events-bind-address=:8082", container(one(docs, "Deployment"))["args"],
+                      "the endpoint still runs in the pod")
+
+
 class ValuesSchemaTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -620,6 +700,9 @@ class ValuesSchemaTest(unittest.TestCase):
             "crds/keep": {"crds": {"keep": "yes"}},
             "rbac/secrets/namespaces": {"rbac": {"secrets": {"namespaces": ["Team_B"]}}},
             "image/digest": {"image": {"digest": "latest"}},
+            "registryEvents/port": {"registryEvents": {"port": 0}},
+            "registryEvents/service/type": {"registryEvents": {"service": {"type": "External"}}},
+            "registryEvents/service/enable (misspelled)": {"registryEvents": {"service": {"enable": False}}},
         }
         for name, values in cases.items():
             with self.subTest(case=name):
@@ -819,15 +902,16 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=120, check=True)
 
     def start(self, docs, certs=None):
-        ports = [free_port() for _ in range(3)]
+        ports = [free_port() for _ in range(4)]
         replace = {"--metrics-bind-address=:8080": f"--metrics-bind-address=127.0.0.1:{ports[0]}",
                    "--health-probe-bind-address=:8081": f"--health-probe-bind-address=127.0.0.1:{ports[1]}",
                    "--webhook-port=9443": f"--webhook-port={ports[2]}",
+                   "--registry-events-bind-address=:8082": f"--registry-events-bind-address=127.0.0.1:{ports[3]}",
                    f"--webhook-cert-dir={CERT_DIR}": f"--webhook-cert-dir={certs}"}
         args = container(one(docs, "Deployment"))["args"]
         self.assertEqual(args[0], "operator", "args follow ENTRYPOINT [/usr/local/bin/ferry]")
         args = [replace.get(a, a) for a in args]
-        self.assertFalse([a for a in args if a.endswith(":8080") or a.endswith(":8081") or a.endswith(CERT_DIR)])
+        self.assertFalse([a for a in args if a.endswith((":8080", ":8081", ":8082", CERT_DIR))], args)
         if certs:
             args.append("--webhook-host=127.0.0.1")
         log = open(os.path.join(self.tmp, "operator.log"), "w")
@@ -866,7 +950,7 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
         os.makedirs(certs)
         for key in ("tls.crt", "tls.key"):
             pathlib.Path(certs, key).write_bytes(base64.b64decode(secret["data"][key]))
-        proc, (metrics, health, webhook) = self.start(docs, certs)
+        proc, (metrics, health, webhook, events) = self.start(docs, certs)
         self.wait_ready(proc, health)
         with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=5) as r:
             self.assertEqual(r.status, 200)
@@ -923,13 +1007,29 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
             with urllib.request.urlopen(server + "/__double/requests", timeout=5) as r:
                 return [q for q in json.load(r) if not q["userAgent"].startswith("kubectl")]
         wanted = {("update", "ferry.dev", "replicationconfigs/status"), ("create", "events.k8s.io", "events"),
-                  ("watch", "", "secrets"), ("update", "coordination.k8s.io", "leases")}
+                  ("watch", "", "secrets"), ("update", "coordination.k8s.io", "leases"),
+                  ("update", "", "configmaps"), ("create", "", "configmaps")}
         deadline = time.monotonic() + 30
         seen = set()
         while not wanted <= seen and time.monotonic() < deadline:
             time.sleep(0.5)
             seen = {request_attributes(q)[:3] for q in operator_requests() if request_attributes(q)}
         self.assertLessEqual(wanted, seen, "the operator did not get to work")
+        # The chart's --registry-events-bind-address serves the notification path (the engine
+        # answers for a Registry it does not know; a standby or starting operator answers 503).
+        deadline = time.monotonic() + 20
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", events, timeout=10)
+            conn.request("POST", "/registry-events/no-such-registry", json.dumps({"events": []}),
+                         {"Content-Type": "application/vnd.docker.distribution.events.v1+json"})
+            resp = conn.getresponse()
+            body = resp.read().decode()
+            conn.close()
+            if resp.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(resp.status, 404, body)
+        self.assertIn("no-such-registry", body)
         os.kill(proc.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=40), 0)
         requests = operator_requests()
@@ -945,7 +1045,7 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
         pathlib.Path(path).write_text(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n"
                                       + "".join("---\n" + yaml.safe_dump(d) for d in crds))
         self.kubectl("apply", "-f", path)
-        proc, (_, health, _) = self.start(docs)
+        proc, (_, health, _, _) = self.start(docs)
         self.wait_ready(proc, health)
         os.kill(proc.pid, signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=40), 0)

@@ -125,7 +125,8 @@ class Operator:
         self.proc = subprocess.Popen(
             [FERRY, "operator", "--kubeconfig", kubeconfig or test.kubeconfig,
              "--health-probe-bind-address", f"127.0.0.1:{self.health}",
-             "--metrics-bind-address", f"127.0.0.1:{self.metrics}", *extra],
+             "--metrics-bind-address", f"127.0.0.1:{self.metrics}",
+             "--registry-events-bind-address", f"127.0.0.1:{free_port()}", *extra],
             stdout=subprocess.DEVNULL, stderr=self.log)
         test.addCleanup(stop_pid, self.proc)
 

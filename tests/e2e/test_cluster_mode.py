@@ -1,0 +1,201 @@
+"""Cluster mode end to end: `ferry operator` against the Kubernetes API server double (driven by
+real kubectl), real docker-registry processes notifying the operator, skopeo pushing and checking.
+The same engine as `ferry run`; here its records are Kubernetes objects and its bookkeeping
+ConfigMaps."""
+import json
+import os
+import signal
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (FERRY, ROOT, SUPPORT, E2ETest, Process, Registry, allow_statement,  # noqa: E402
+                     registry_policy, replication_config, run, wait_until)
+from testproc import free_port  # noqa: E402
+
+A_ID, B_ID = "111111111111", "222222222222"
+DOUBLE = os.path.join(SUPPORT, "kube_apiserver_double.py")
+KUBECTL = "/usr/bin/kubectl"
+NS = "ferry-system"
+
+
+class ClusterModeTest(E2ETest):
+    def setUp(self):
+        super().setUp()
+        self.kubeconfig = os.path.join(self.workdir, "kubeconfig")
+        self.double = self.process(["/usr/bin/python3", DOUBLE, "--port", "0", "--kubeconfig-out", self.kubeconfig,
+                                    "--bookmark-interval", "0.5"], "double.log")
+        wait_until(lambda: "LISTENING" in self.double.output(), 15, what="the API server double")
+        self.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
+        self.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
+        self.events_port = free_port()
+        self.operator = None
+
+    def _cleanup(self):
+        if self.operator and self.operator.alive():
+            self.operator.stop()
+        if self.operator and self._outcome_failed():
+            sys.stderr.write("\n--- operator log ---\n" + self.operator.output()[-8000:])
+        super()._cleanup()
+
+    # ------------------------------------------------------------------ helpers
+    def kubectl(self, *args, stdin=None, check=True):
+        p = run([KUBECTL, "--kubeconfig", self.kubeconfig, "--cache-dir", os.path.join(self.workdir, "kcache"),
+                 *args], check=check, input=stdin)
+        return p
+
+    def apply(self, text):
+        self.kubectl("apply", "-f", "-", stdin=text)
+
+    def get(self, *args):
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def registry(self, name, registry_id, region, notify=True, token=None):
+        r = Registry(self.workdir, name, registry_id, region,
+                     f"http://127.0.0.1:{self.events_port}" if notify else None, token)
+        self._procs.append(r.process)
+        return r
+
+    def start_operator(self):
+        self.health = free_port()
+        log = os.path.join(self.workdir, f"operator-{self.health}.log")
+        self.operator = Process([FERRY, "operator", "--kubeconfig", self.kubeconfig, "--webhook-port", "0",
+                                 "--health-probe-bind-address", f"127.0.0.1:{self.health}",
+                                 "--metrics-bind-address", f"127.0.0.1:{free_port()}",
+                                 "--registry-events-bind-address", f"127.0.0.1:{self.events_port}",
+                                 "--leader-election-namespace", NS], log)
+
+        def engine_started():
+            if not self.operator.alive():
+                raise AssertionError("ferry operator exited:\n" + self.operator.output())
+            return "engine started" in self.operator.output()
+        wait_until(engine_started, 20, what="the replication engine to start")
+        return self.operator
+
+    def records(self):
+        return self.get("imagereplications")["items"]
+
+    def wait_record(self, repo, tag, expected, timeout=30):
+        """Waits until the ImageReplication of repo:tag has `expected` finished destinations."""
+        def done():
+            for r in self.records():
+                src = r["spec"]["source"]
+                if src["repositoryName"] != repo or src.get("imageTag") != tag:
+                    continue
+                st = {(s["registryId"], s["region"]): s for s in r.get("status", {}).get("replicationStatuses", [])}
+                if len(st) == expected and all(s["status"] != "IN_PROGRESS" for s in st.values()):
+                    return r, st
+            return None
+        return wait_until(done, timeout, interval=0.2, what=f"ImageReplication of {repo}:{tag}")
+
+
+class ClusterReplication(ClusterModeTest):
+    def setUp(self):
+        super().setUp()
+        self.a = self.registry("acct-a-us-east-1", A_ID, "us-east-1")
+        self.b = self.registry("acct-a-us-west-2", A_ID, "us-west-2")
+        self.c = self.registry("acct-b-eu-west-1", B_ID, "eu-west-1")
+        self.apply("---\n".join(r.resource() for r in (self.a, self.b, self.c)))
+
+    def test_push_is_replicated_and_recorded_as_kubernetes_objects(self):
+        self.apply(replication_config("a", self.a, [self.b, self.c]))  # no policy for c: denied
+        self.start_operator()
+        img = self.image(seed="cluster-1")
+        img.push(self.a, "prod/app")
+        rec, st = self.wait_record("prod/app", "v1", expected=2)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", "v1"))
+        denied = st[(B_ID, "eu-west-1")]
+        self.assertEqual((denied["status"], denied["failureCode"]), ("FAILED", "DESTINATION_REGISTRY_ACCESS_DENIED"))
+        self.assertEqual(self.c.catalog(), [])
+        self.assertEqual(rec["spec"]["source"]["imageDigest"], img.digest)
+        # `ferry status` answers from the cluster, as from a state directory.
+        out = json.loads(run([FERRY, "status", "--kubeconfig", self.kubeconfig, "--repository", "prod/app",
+                              "--image", "v1"]).stdout)
+        self.assertEqual(out["imageId"], {"imageDigest": img.digest, "imageTag": "v1"})
+        self.assertEqual(sorted((s["region"], s["status"]) for s in out["replicationStatuses"]),
+                         [("eu-west-1", "FAILED"), ("us-west-2", "COMPLETE")])
+        # kubectl shows the record with its printer columns.
+        table = self.kubectl("get", "imagereplications").stdout
+        self.assertIn("prod/app", table)
+        self.assertIn("1/2", table)
+        # S12: the repository replication created is a Repository object with default-off settings.
+        repos = {(r["spec"]["registryId"], r["spec"]["region"], r["spec"]["repositoryName"]): r
+                 for r in self.get("repositories")["items"]}
+        created = repos[(A_ID, "us-west-2", "prod/app")]
+        self.assertEqual(created["spec"]["imageTagMutability"], "MUTABLE")
+        self.assertEqual(created["status"]["createdBy"], "Replication")
+        self.assertNotIn((B_ID, "eu-west-1", "prod/app"), repos)
+        # A Kubernetes Event says which destination failed and why.
+        events = self.get("events.events.k8s.io", "-n", "default")["items"]
+        failed = [e for e in events if e["reason"] == "ReplicationFailed"]
+        self.assertEqual(len(failed), 1, events)
+        self.assertEqual(failed[0]["type"], "Warning")
+        self.assertEqual(failed[0]["regarding"], {"apiVersion": "ferry.dev/v1alpha1", "kind": "ImageReplication",
+                                                  "name": rec["metadata"]["name"]})
+        self.assertIn("222222222222/eu-west-1: DESTINATION_REGISTRY_ACCESS_DENIED", failed[0]["note"])
+        # S3 bookkeeping lives in a ConfigMap of the operator's namespace.
+        effective = self.get("configmap", "ferry-state-effective", "-n", NS)
+        since = json.loads(effective["data"]["state.json"])
+        self.assertIn(f"{B_ID}/eu-west-1", since[f"{A_ID}/us-east-1"])
+        # S10: deleting the record deletes nothing in any registry.
+        self.kubectl("delete", "imagereplication", rec["metadata"]["name"])
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", "v1"))
+
+    def test_policy_applied_later_lets_the_next_push_through(self):
+        self.apply(replication_config("a", self.a, [self.c]))
+        self.start_operator()
+        self.image(seed="cluster-2a", tag="v1").push(self.a, "team/svc")
+        _, st = self.wait_record("team/svc", "v1", expected=1)
+        self.assertEqual(st[(B_ID, "eu-west-1")]["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        # The informers carry the new RegistryPolicy to the running engine.
+        self.apply(registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        wait_until(lambda: "policies=1" in self.operator.output(), 15, what="the engine to take the new policy")
+        self.image(seed="cluster-2b", tag="v2").push(self.a, "team/svc")
+        _, st = self.wait_record("team/svc", "v2", expected=1)
+        self.assertEqual(st[(B_ID, "eu-west-1")]["status"], "COMPLETE")
+        self.assertEqual(self.c.tags("team/svc"), ["v2"])
+
+
+class ClusterDurability(ClusterModeTest):
+    def test_sigkill_mid_copy_resumes_from_the_kubernetes_record(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        self.apply(a.resource() + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=60)))
+        self.apply(replication_config("a", a, [b]))
+        self.start_operator()
+        img = self.image(seed="cluster-kill", layer_bytes=6 << 20)
+        img.push(a, "big/app")
+
+        def in_flight():
+            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
+                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
+        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        self.operator.stop(signal.SIGKILL)
+        self.start_operator()
+        _, st = self.wait_record("big/app", "v1", expected=1, timeout=60)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("big/app", "v1"), a.manifest("big/app", "v1"))
+        self.assertEqual(len(self.records()), 1)
+
+    def test_polling_baseline_survives_a_restart_in_a_config_map(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.image(seed="old", tag="old").push(a, "app")  # before the configuration: never copied (S3)
+        self.apply(a.resource(poll="1s") + "---\n" + b.resource())
+        self.apply(replication_config("a", a, [b]))
+        self.start_operator()
+        key = f"ferry-state-known-{A_ID}-us-east-1"
+        wait_until(lambda: self.kubectl("get", "configmap", key, "-n", NS, check=False).returncode == 0, 20,
+                   what="the polling baseline ConfigMap")
+        self.operator.stop()
+        self.image(seed="new", tag="new").push(a, "app")  # while Ferry is down
+        self.start_operator()
+        _, st = self.wait_record("app", "new", expected=1)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.tags("app"), ["new"])
+        self.assertEqual(len(self.records()), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
