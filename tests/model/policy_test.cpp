@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <boost/json.hpp>
 
 #include "reconcilers/model/policy.hpp"
@@ -93,6 +95,18 @@ struct PrincipalCase {
   Decision expected;
 };
 
+void PrintTo(const PrincipalCase& c, std::ostream* os) { *os << c.principal << " from " << c.account; }
+
+// Readable CTest names: the case's index and its principal reduced to [A-Za-z0-9_].
+std::string principal_case_name(const ::testing::TestParamInfo<PrincipalCase>& info) {
+  std::string name = std::to_string(info.index) + "_";
+  for (char c : info.param.principal) {
+    if (std::isalnum(static_cast<unsigned char>(c))) name += c;
+    else if (name.back() != '_') name += '_';
+  }
+  return name + "_from_" + info.param.account;
+}
+
 class PrincipalForms : public ::testing::TestWithParam<PrincipalCase> {};
 
 TEST_P(PrincipalForms, Match) {
@@ -118,7 +132,8 @@ INSTANTIATE_TEST_SUITE_P(
         // A role is not the replicating account.
         PrincipalCase{R"({"AWS":"arn:aws:iam::111111111111:role/x"})", "111111111111",
                       Decision::ImplicitDeny},
-        PrincipalCase{R"({"Service":"ecr.amazonaws.com"})", "111111111111", Decision::ImplicitDeny}));
+        PrincipalCase{R"({"Service":"ecr.amazonaws.com"})", "111111111111", Decision::ImplicitDeny}),
+    principal_case_name);
 
 TEST(Policy, WildcardActionsAreCaseInsensitiveResourcesAreNot) {
   auto p = must_parse(R"({"Statement":{"Effect":"Allow","Principal":"*","Action":"ECR:Replicate?mage",
