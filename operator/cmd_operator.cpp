@@ -251,6 +251,7 @@ int run_operator(int argc, char** argv) {
   };
   reconcilers::ReplicationEngine engine(io, records, engine_options);
   std::atomic<bool> engine_running{false};
+  std::atomic<bool> shutting_down{false};
   std::string engine_signature;  // io thread only
   boost::asio::steady_timer reload_timer(io);
   std::atomic<bool> reload_armed{false};
@@ -387,6 +388,7 @@ int run_operator(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (!stop.stop_requested()) {
       boost::asio::post(io, [&] {
+        if (shutting_down) return;
         auto in = manager.engine_inputs();
         engine_signature = std::move(in.signature);
         log_inputs(in.resources);
@@ -414,12 +416,14 @@ int run_operator(int argc, char** argv) {
     spdlog::error("msg=\"in-flight work did not finish within the grace period; exiting\"");
     std::_Exit(1);
   }).detach();
-  stop.request_stop();
-  manager.stop();
-  runner.join();
-  // The engine stops taking work; copies in flight get the grace period, and whatever is left
-  // stays IN_PROGRESS in its ImageReplication and resumes under the next leader.
+  // The engine stops taking work first, while this replica still holds the Lease: copies in
+  // flight get most of the grace period, so no other leader resumes them meanwhile. Whatever is
+  // left stays IN_PROGRESS in its ImageReplication and resumes under the next leader. After a
+  // lost Lease another replica may already lead: stop at once instead.
   {
+    shutting_down = true;
+    const bool lost_lease = exit_code != 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(f.grace_seconds * 800);
     std::promise<void> drained;
     boost::asio::co_spawn(
         io,
@@ -427,15 +431,22 @@ int run_operator(int argc, char** argv) {
           engine_running = false;
           engine.stop();
           boost::asio::steady_timer t(io);
-          while (engine.running() > 0) {
+          while (!lost_lease && engine.running() > 0 && std::chrono::steady_clock::now() < deadline) {
             t.expires_after(std::chrono::milliseconds(50));
             co_await t.async_wait(boost::asio::use_awaitable);
+          }
+          if (engine.running() > 0) {
+            spdlog::warn("msg=\"copies left in flight; they resume under the next leader\" running={}",
+                         engine.running());
           }
           drained.set_value();
         },
         boost::asio::detached);
     drained.get_future().wait();
   }
+  stop.request_stop();
+  manager.stop();
+  runner.join();
   for (auto& s : servers) boost::asio::post(io, [&s] { s->stop(); });
   if (webhook) boost::asio::post(io, [&webhook] { webhook->stop(); });
   io.stop();

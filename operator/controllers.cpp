@@ -299,12 +299,7 @@ struct Manager::Impl {
                 "CA Secret " + reg.spec.tls_ca_secret_ref->namespace_ + "/" +
                     reg.spec.tls_ca_secret_ref->name + " not found"};
       }
-      for (const char* k : {"ca.crt", "ca.pem", "tls.crt"}) {
-        if (auto it = s->data.find(k); it != s->data.end()) {
-          in.ca_pem = it->second;
-          break;
-        }
-      }
+      if (auto ca = model::ca_bundle_from_secret(*s)) in.ca_pem = std::move(*ca);
     }
     if (reg.spec.credentials_secret_ref) {
       auto s = secret(*reg.spec.credentials_secret_ref);

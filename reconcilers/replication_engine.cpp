@@ -153,13 +153,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     e.config.user_agent = opts.user_agent;
     if (r.spec.tls_ca_secret_ref) {
       const model::Secret* s = index.secret(*r.spec.tls_ca_secret_ref);
-      auto ca = s ? s->data.find("ca.crt") : decltype(s->data.end()){};
-      if (!s || ca == s->data.end()) {
+      auto ca = s ? model::ca_bundle_from_secret(*s) : std::nullopt;
+      if (!ca) {
         e.error = "TLS CA Secret " + r.spec.tls_ca_secret_ref->namespace_ + "/" + r.spec.tls_ca_secret_ref->name +
-                  " not found or has no ca.crt key";
+                  " not found or has none of the keys ca.crt, ca.pem, tls.crt";
         return e;
       }
-      e.config.tls.ca_pems.push_back(ca->second);
+      e.config.tls.ca_pems.push_back(std::move(*ca));
     }
     if (r.spec.credentials_secret_ref) {
       const auto& ref = *r.spec.credentials_secret_ref;

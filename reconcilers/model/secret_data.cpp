@@ -83,4 +83,11 @@ std::optional<BasicCredentials> credentials_from_secret(const Secret& secret, st
   return std::nullopt;
 }
 
+std::optional<std::string> ca_bundle_from_secret(const Secret& secret) {
+  for (const char* key : {"ca.crt", "ca.pem", "tls.crt"}) {
+    if (auto it = secret.data.find(key); it != secret.data.end()) return it->second;
+  }
+  return std::nullopt;
+}
+
 }  // namespace ferry::model

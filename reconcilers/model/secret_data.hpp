@@ -23,4 +23,8 @@ struct BasicCredentials {
 // `username`/`password` keys. nullopt when the Secret holds none for that host.
 std::optional<BasicCredentials> credentials_from_secret(const Secret& secret, std::string_view host);
 
+// The PEM bundle of a TLS CA Secret: its `ca.crt` key, else `ca.pem`, else `tls.crt` (a
+// cert-manager Certificate's Secret). nullopt when it has none of them.
+std::optional<std::string> ca_bundle_from_secret(const Secret& secret);
+
 }  // namespace ferry::model

@@ -158,19 +158,30 @@ class ClusterReplication(ClusterModeTest):
 
 
 class ClusterDurability(ClusterModeTest):
-    def test_sigkill_mid_copy_resumes_from_the_kubernetes_record(self):
+    def slow_pair_with_copy_in_flight(self, seed):
         a = self.registry("a", A_ID, "us-east-1")
         b = self.registry("b", A_ID, "us-west-2")
         self.apply(a.resource() + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=60)))
         self.apply(replication_config("a", a, [b]))
         self.start_operator()
-        img = self.image(seed="cluster-kill", layer_bytes=6 << 20)
-        img.push(a, "big/app")
+        self.image(seed=seed, layer_bytes=6 << 20).push(a, "big/app")
 
         def in_flight():
             return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
                        for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
         wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        return a, b
+
+    def test_sigterm_lets_the_copy_in_flight_finish_before_leaving(self):
+        a, b = self.slow_pair_with_copy_in_flight("cluster-term")
+        self.assertEqual(self.operator.stop(timeout=40), 0)
+        # Finished by the replica that started it, before it exited: nothing left to resume.
+        _, st = self.wait_record("big/app", "v1", expected=1, timeout=1)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("big/app", "v1"), a.manifest("big/app", "v1"))
+
+    def test_sigkill_mid_copy_resumes_from_the_kubernetes_record(self):
+        a, b = self.slow_pair_with_copy_in_flight("cluster-kill")
         self.operator.stop(signal.SIGKILL)
         self.start_operator()
         _, st = self.wait_record("big/app", "v1", expected=1, timeout=60)
