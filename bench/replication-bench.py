@@ -3,7 +3,12 @@
 N small pushes (p50, p99), and one resync of R repositories × T tags with nothing to copy, with
 Ferry's memory. Real docker-registry processes on loopback, skopeo pushing, the real `ferry run`.
 
-  bench/replication-bench.py [--pushes 200] [--repos 1000] [--tags 10]
+  bench/replication-bench.py [--pushes 200] [--repos 1000] [--tags 10] [--cluster-pushes 50]
+
+--cluster-pushes N (0 skips it) repeats the latency measurement in cluster mode: `ferry operator`
+against the Kubernetes API server double (tests/support, Python), records as ImageReplication
+objects. Each record write is a round trip to that double, so the figure bounds Ferry plus a
+slow API server; a real kube-apiserver answers faster.
 
 Latency is the registry's push timestamp (the notification's event time, kept as pushedAt) to
 completedAt in the record; both are written by the processes involved, no client timing."""
@@ -21,7 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import harness  # noqa: E402
-from harness import Ferry, Image, Registry, replication_config, wait_until  # noqa: E402
+from harness import Cluster, Ferry, Image, Registry, replication_config, wait_until  # noqa: E402
 from datetime import datetime  # noqa: E402
 
 
@@ -50,6 +55,25 @@ def percentile(values, p):
     return values[k]
 
 
+def push_and_measure(workdir, source, pushes, records, pid):
+    """Pushes `pushes` small images to `source` with skopeo; waits until `records()` shows each
+    COMPLETE; returns the latencies (registry push time → completedAt) and Ferry's memory."""
+    img = Image(workdir, tag="t", seed="lat", count=pushes)
+    for i in range(pushes):
+        harness.run(["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                     f"oci:{img.dir}:t{i}", f"docker://{source.host}/bench/app:t{i}"])
+
+    def complete():
+        done = [r for r in records() if r.get("status", {}).get("progress") == "1/1"]
+        return done if len(done) >= pushes else None
+    recs = wait_until(complete, 120, interval=0.2, what=f"{pushes} replications")
+    lat = [ts(r["status"]["replicationStatuses"][0]["completedAt"]) - ts(r["spec"]["source"]["pushedAt"])
+           for r in recs]
+    after = rss_kib(pid)
+    return {"pushes": pushes, "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
+            "rss_after_kib": after["VmRSS"], "peak_kib": after["VmHWM"]}
+
+
 def latency_bench(work, pushes):
     ferry = Ferry(os.path.join(work, "lat"))
     os.makedirs(ferry.workdir, exist_ok=True)
@@ -61,23 +85,33 @@ def latency_bench(work, pushes):
         ferry.write("config.yaml", replication_config("a", a, [b]))
         ferry.start()
         idle = rss_kib(ferry.process.pid)
-        img = Image(ferry.workdir, tag="t", seed="lat", count=pushes)
-        for i in range(pushes):
-            harness.run(["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
-                         f"oci:{img.dir}:t{i}", f"docker://{a.host}/bench/app:t{i}"])
-
-        def complete():
-            recs = ferry.records("imagereplications")
-            done = [r for r in recs if r.get("status", {}).get("progress") == "1/1"]
-            return done if len(done) >= pushes else None
-        recs = wait_until(complete, 120, interval=0.2, what=f"{pushes} replications")
-        lat = [ts(r["status"]["replicationStatuses"][0]["completedAt"]) - ts(r["spec"]["source"]["pushedAt"])
-               for r in recs]
-        after = rss_kib(ferry.process.pid)
-        return {"pushes": pushes, "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
-                "idle_rss_kib": idle["VmRSS"], "rss_after_kib": after["VmRSS"], "peak_kib": after["VmHWM"]}
+        out = push_and_measure(ferry.workdir, a, pushes, lambda: ferry.records("imagereplications"),
+                               ferry.process.pid)
+        return dict(out, idle_rss_kib=idle["VmRSS"])
     finally:
         ferry.stop()
+        for p in procs:
+            p.stop()
+
+
+def cluster_latency_bench(work, pushes):
+    workdir = os.path.join(work, "cluster")
+    os.makedirs(workdir, exist_ok=True)
+    procs = []
+    try:
+        cluster = Cluster(workdir, procs)
+        a = Registry(workdir, "a", "111111111111", "us-east-1", cluster.url)
+        b = Registry(workdir, "b", "111111111111", "us-west-2", None)
+        procs += [a.process, b.process]
+        cluster.apply(a.resource() + "---\n" + b.resource())
+        cluster.apply(replication_config("a", a, [b]))
+        op = cluster.start_operator()
+        idle = rss_kib(op.pid)
+        out = push_and_measure(workdir, a, pushes, cluster.records, op.pid)
+        return dict(out, idle_rss_kib=idle["VmRSS"])
+    finally:
+        if procs:
+            cluster.stop_operator()
         for p in procs:
             p.stop()
 
@@ -150,6 +184,7 @@ def main():
     p.add_argument("--pushes", type=int, default=200)
     p.add_argument("--repos", type=int, default=1000)
     p.add_argument("--tags", type=int, default=10)
+    p.add_argument("--cluster-pushes", type=int, default=50)
     args = p.parse_args()
     if not os.path.exists(harness.FERRY):
         sys.exit(f"{harness.FERRY} not built: run scripts/build.sh --target ferry (or set FERRY_BINARY)")
@@ -160,6 +195,12 @@ def main():
               f"max {lat['max'] * 1000:.0f} ms")
         print(f"ferry RSS: idle {lat['idle_rss_kib'] / 1024:.1f} MiB (target < 40), after the pushes "
               f"{lat['rss_after_kib'] / 1024:.1f} MiB, peak {lat['peak_kib'] / 1024:.1f} MiB")
+        if args.cluster_pushes > 0:
+            cl = cluster_latency_bench(work, args.cluster_pushes)
+            print(f"cluster mode (ferry operator, records in the Python API server double): push→COMPLETE over "
+                  f"{cl['pushes']} pushes p50 {cl['p50'] * 1000:.0f} ms, p99 {cl['p99'] * 1000:.0f} ms, "
+                  f"max {cl['max'] * 1000:.0f} ms; operator RSS idle {cl['idle_rss_kib'] / 1024:.1f} MiB, "
+                  f"peak {cl['peak_kib'] / 1024:.1f} MiB")
         rs = resync_bench(work, args.repos, args.tags)
         print(f"resync of {rs['repos']} repositories × {args.tags} tags ({rs['tags']} tags seen), nothing to copy: "
               f"{rs['resync_s']:.2f} s (target < 10), new pushes found {rs['new']}; first poll (baseline) "

@@ -112,6 +112,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::map<std::string, model::Repository> created_repositories;  // records Ferry wrote, by name
   std::map<std::string, std::map<std::string, std::string>> effective;  // source → destination → since
   struct Known {
+    RegistryKey key;
     bool baselined = false;
     bool dirty = false;
     std::size_t size = 0;
@@ -263,6 +264,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     auto it = known.find(k);
     if (it != known.end()) return it->second;
     Known kn;
+    kn.key = reg;
     if (auto v = state.load_state(known_state_key(reg)); v && v->is_object()) {
       const auto& o = v->as_object();
       if (auto* b = o.if_contains("baselined"); b && b->is_bool()) kn.baselined = b->as_bool();
@@ -313,6 +315,24 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       return;
     }
     kn.dirty = false;
+  }
+
+  // Baselines changed by notifications are written at most once a second: a lost update only
+  // means the next poll sees that tag again and finds its record (a duplicate, not a copy).
+  bool known_flush_armed = false;
+  void save_known_soon() {
+    if (known_flush_armed) return;
+    known_flush_armed = true;
+    auto t = std::make_shared<asio::steady_timer>(io, std::chrono::seconds(1));
+    t->async_wait([self = shared_from_this(), t](boost::system::error_code) {
+      self->known_flush_armed = false;
+      self->save_all_known();
+    });
+  }
+  void save_all_known() {
+    for (auto& [k, kn] : known) {
+      if (kn.dirty) save_known(kn.key);
+    }
   }
 
   // Records one push; an error means it was not recorded and the caller must report failure.
@@ -378,7 +398,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         return {503, "cannot record push: " + r.error()};
       }
     }
-    save_known(reg->key());
+    save_known_soon();
     return {200, std::to_string(events->size()) + " manifest pushes"};
   }
 
@@ -780,6 +800,7 @@ void ReplicationEngine::start() { impl_->start(); }
 void ReplicationEngine::stop() {
   impl_->stopped = true;
   ++impl_->poll_generation;
+  impl_->save_all_known();
 }
 
 std::size_t ReplicationEngine::running() const { return impl_->running; }

@@ -276,6 +276,65 @@ class Ferry:
             return e.code, e.read().decode()
 
 
+class Cluster:
+    """Cluster mode: the Kubernetes API server double (tests/support/kube_apiserver_double.py) with
+    Ferry's CRDs and the operator's namespace, real kubectl against it, and `ferry operator` on it,
+    serving registry notifications on `events_port`. Every process goes into `procs` (stopped by
+    PID by the owner); the operator is stopped by `stop_operator`."""
+
+    NS = "ferry-system"
+
+    def __init__(self, workdir, procs):
+        self.workdir, self.procs = workdir, procs
+        self.kubeconfig = os.path.join(workdir, "kubeconfig")
+        double = Process(["/usr/bin/python3", os.path.join(SUPPORT, "kube_apiserver_double.py"), "--port", "0",
+                          "--kubeconfig-out", self.kubeconfig, "--bookmark-interval", "0.5"],
+                         os.path.join(workdir, "double.log"))
+        procs.append(double)
+        wait_until(lambda: "LISTENING" in double.output(), 15, what="the API server double")
+        self.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
+        self.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.NS}}))
+        self.events_port = free_port()
+        self.operator = None
+
+    @property
+    def url(self):
+        """Where registries send notifications."""
+        return f"http://127.0.0.1:{self.events_port}"
+
+    def kubectl(self, *args, stdin=None, check=True):
+        return run(["/usr/bin/kubectl", "--kubeconfig", self.kubeconfig, "--cache-dir",
+                    os.path.join(self.workdir, "kcache"), *args], check=check, input=stdin)
+
+    def apply(self, text):
+        self.kubectl("apply", "-f", "-", stdin=text)
+
+    def get(self, *args):
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def records(self):
+        return self.get("imagereplications")["items"]
+
+    def start_operator(self):
+        health = free_port()
+        self.operator = Process([FERRY, "operator", "--kubeconfig", self.kubeconfig, "--webhook-port", "0",
+                                 "--health-probe-bind-address", f"127.0.0.1:{health}",
+                                 "--metrics-bind-address", f"127.0.0.1:{free_port()}",
+                                 "--registry-events-bind-address", f"127.0.0.1:{self.events_port}",
+                                 "--leader-election-namespace", self.NS],
+                                os.path.join(self.workdir, f"operator-{health}.log"))
+
+        def engine_started():
+            if not self.operator.alive():
+                raise AssertionError("ferry operator exited:\n" + self.operator.output())
+            return "engine started" in self.operator.output()
+        wait_until(engine_started, 20, what="the replication engine to start")
+        return self.operator
+
+    def stop_operator(self, sig=signal.SIGTERM, timeout=15):
+        return self.operator.stop(sig, timeout) if self.operator else None
+
+
 class E2ETest(unittest.TestCase):
     """Gives each test a work dir, and stops every registry and Ferry it started."""
 

@@ -9,71 +9,40 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FERRY, ROOT, SUPPORT, E2ETest, Process, Registry, allow_statement,  # noqa: E402
-                     registry_policy, replication_config, run, wait_until)
-from testproc import free_port  # noqa: E402
+from harness import (FERRY, Cluster, E2ETest, Registry, allow_statement, registry_policy,  # noqa: E402
+                     replication_config, run, wait_until)
 
 A_ID, B_ID = "111111111111", "222222222222"
-DOUBLE = os.path.join(SUPPORT, "kube_apiserver_double.py")
-KUBECTL = "/usr/bin/kubectl"
-NS = "ferry-system"
+NS = Cluster.NS
 
 
 class ClusterModeTest(E2ETest):
     def setUp(self):
         super().setUp()
-        self.kubeconfig = os.path.join(self.workdir, "kubeconfig")
-        self.double = self.process(["/usr/bin/python3", DOUBLE, "--port", "0", "--kubeconfig-out", self.kubeconfig,
-                                    "--bookmark-interval", "0.5"], "double.log")
-        wait_until(lambda: "LISTENING" in self.double.output(), 15, what="the API server double")
-        self.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
-        self.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
-        self.events_port = free_port()
-        self.operator = None
+        self.cluster = Cluster(self.workdir, self._procs)
+        self.kubectl, self.apply, self.get = self.cluster.kubectl, self.cluster.apply, self.cluster.get
+        self.records = self.cluster.records
+        self.kubeconfig = self.cluster.kubeconfig
 
     def _cleanup(self):
-        if self.operator and self.operator.alive():
-            self.operator.stop()
-        if self.operator and self._outcome_failed():
-            sys.stderr.write("\n--- operator log ---\n" + self.operator.output()[-8000:])
+        op = self.cluster.operator if hasattr(self, "cluster") else None
+        if op and op.alive():
+            op.stop()
+        if op and self._outcome_failed():
+            sys.stderr.write("\n--- operator log ---\n" + op.output()[-8000:])
         super()._cleanup()
 
-    # ------------------------------------------------------------------ helpers
-    def kubectl(self, *args, stdin=None, check=True):
-        p = run([KUBECTL, "--kubeconfig", self.kubeconfig, "--cache-dir", os.path.join(self.workdir, "kcache"),
-                 *args], check=check, input=stdin)
-        return p
-
-    def apply(self, text):
-        self.kubectl("apply", "-f", "-", stdin=text)
-
-    def get(self, *args):
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-    def registry(self, name, registry_id, region, notify=True, token=None):
-        r = Registry(self.workdir, name, registry_id, region,
-                     f"http://127.0.0.1:{self.events_port}" if notify else None, token)
-        self._procs.append(r.process)
-        return r
+    @property
+    def operator(self):
+        return self.cluster.operator
 
     def start_operator(self):
-        self.health = free_port()
-        log = os.path.join(self.workdir, f"operator-{self.health}.log")
-        self.operator = Process([FERRY, "operator", "--kubeconfig", self.kubeconfig, "--webhook-port", "0",
-                                 "--health-probe-bind-address", f"127.0.0.1:{self.health}",
-                                 "--metrics-bind-address", f"127.0.0.1:{free_port()}",
-                                 "--registry-events-bind-address", f"127.0.0.1:{self.events_port}",
-                                 "--leader-election-namespace", NS], log)
+        return self.cluster.start_operator()
 
-        def engine_started():
-            if not self.operator.alive():
-                raise AssertionError("ferry operator exited:\n" + self.operator.output())
-            return "engine started" in self.operator.output()
-        wait_until(engine_started, 20, what="the replication engine to start")
-        return self.operator
-
-    def records(self):
-        return self.get("imagereplications")["items"]
+    def registry(self, name, registry_id, region, notify=True, token=None):
+        r = Registry(self.workdir, name, registry_id, region, self.cluster.url if notify else None, token)
+        self._procs.append(r.process)
+        return r
 
     def wait_record(self, repo, tag, expected, timeout=30):
         """Waits until the ImageReplication of repo:tag has `expected` finished destinations."""
