@@ -59,6 +59,7 @@ flags:
   --leader-election-namespace NS      namespace of the Lease (default ferry-system)
   --leader-election-id NAME           name of the Lease (default ferry-leader)
   --registry-events-bind-address ADDR POST /registry-events/{registryName} (default :8082; 0 disables)
+  --secret-namespaces NS[,NS...]      watch Secrets only in these namespaces (default: all)
   --state-namespace NS                namespace of the engine's bookkeeping ConfigMaps
                                       (default: the leader election namespace)
   --completed-ttl DURATION            COMPLETE ImageReplications are deleted after (default 24h)
@@ -81,6 +82,7 @@ struct Flags {
   std::string le_id = "ferry-leader";
   std::string events_addr = ":8082";
   std::string state_namespace;
+  std::vector<std::string> secret_namespaces;
   int webhook_port = 9443;
   std::string webhook_host;
   std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
@@ -154,6 +156,17 @@ int run_operator(int argc, char** argv) {
         f.le_id = next();
       } else if (arg == "--registry-events-bind-address") {
         f.events_addr = next();
+      } else if (arg == "--secret-namespaces") {
+        const std::string v = next();
+        std::size_t at = 0;
+        while (at <= v.size()) {
+          auto comma = v.find(',', at);
+          std::string ns = v.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+          if (ns.empty()) throw std::invalid_argument("--secret-namespaces: empty namespace in \"" + v + "\"");
+          f.secret_namespaces.push_back(std::move(ns));
+          if (comma == std::string::npos) break;
+          at = comma + 1;
+        }
       } else if (arg == "--state-namespace") {
         f.state_namespace = next();
       } else if (arg == "--completed-ttl") {
@@ -263,6 +276,7 @@ int run_operator(int argc, char** argv) {
                  n["Registry"], n["ReplicationConfig"], n["RegistryPolicy"], n["Repository"], n["Secret"]);
   };
   operator_::ManagerOptions manager_options{f.workers, id};
+  manager_options.secret_namespaces = f.secret_namespaces;
   // Informer changes reach the engine coalesced (a burst of events, one reload), and only when
   // something the engine reads changed.
   manager_options.on_change = [&] {

@@ -8,6 +8,7 @@
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -66,7 +67,7 @@ struct Manager::Impl {
   Informer registries;
   Informer policies;
   Informer configs;
-  Informer secrets;
+  std::vector<std::unique_ptr<Informer>> secrets;  // one cluster-wide, or one per namespace
   Informer repositories;
   Controller registry_ctl{"registry"};
   Controller policy_ctl{"registrypolicy"};
@@ -99,12 +100,17 @@ struct Manager::Impl {
                   config_ctl.queue->add(kube::name_of(obj));
                   changed();
                 }),
-        secrets(a, kube::secrets(), "",
-                [this](auto&, auto&) {
-                  on_secret();
-                  changed();
-                }),
         repositories(a, kube::repositories(), "", [this](auto&, auto&) { changed(); }) {
+    auto on_secret_change = [this](auto&, auto&) {
+      on_secret();
+      changed();
+    };
+    if (opts.secret_namespaces.empty()) {
+      secrets.push_back(std::make_unique<Informer>(a, kube::secrets(), "", on_secret_change));
+    } else {
+      for (const auto& ns : opts.secret_namespaces)
+        secrets.push_back(std::make_unique<Informer>(a, kube::secrets(), ns, on_secret_change));
+    }
     auto& total = prometheus::BuildCounter()
                       .Name("ferry_reconcile_total")
                       .Help("Reconciles per controller and result (success, error, requeue)")
@@ -191,8 +197,28 @@ struct Manager::Impl {
     return out;
   }
 
+  bool secret_namespace_watched(const std::string& ns) const {
+    return opts.secret_namespaces.empty() ||
+           std::ranges::find(opts.secret_namespaces, ns) != opts.secret_namespaces.end();
+  }
+
+  std::optional<json::value> secret_object(const std::string& ns, const std::string& name) const {
+    for (const auto& inf : secrets) {
+      if (auto obj = inf->get(ns + "/" + name)) return obj;
+    }
+    return std::nullopt;
+  }
+
+  // "not found", or why Ferry cannot see it.
+  std::string secret_missing(const model::SecretRef& ref) const {
+    if (secret_namespace_watched(ref.namespace_)) return " not found";
+    std::string list;
+    for (const auto& ns : opts.secret_namespaces) list += (list.empty() ? "" : ", ") + ns;
+    return " is outside the namespaces whose Secrets Ferry reads (--secret-namespaces " + list + ")";
+  }
+
   std::optional<model::Secret> secret(const model::SecretRef& ref) {
-    auto obj = secrets.get(ref.namespace_ + "/" + ref.name);
+    auto obj = secret_object(ref.namespace_, ref.name);
     if (!obj) return std::nullopt;
     json::value v = *obj;
     auto p = model::parse_resource(v);
@@ -297,7 +323,7 @@ struct Manager::Impl {
       if (!s) {
         return {false, std::nullopt,
                 "CA Secret " + reg.spec.tls_ca_secret_ref->namespace_ + "/" +
-                    reg.spec.tls_ca_secret_ref->name + " not found"};
+                    reg.spec.tls_ca_secret_ref->name + secret_missing(*reg.spec.tls_ca_secret_ref)};
       }
       if (auto ca = model::ca_bundle_from_secret(*s)) in.ca_pem = std::move(*ca);
     }
@@ -306,7 +332,7 @@ struct Manager::Impl {
       if (!s) {
         return {false, std::nullopt,
                 "credentials Secret " + reg.spec.credentials_secret_ref->namespace_ + "/" +
-                    reg.spec.credentials_secret_ref->name + " not found"};
+                    reg.spec.credentials_secret_ref->name + secret_missing(*reg.spec.credentials_secret_ref)};
       }
       std::string host;
       if (auto u = boost::urls::parse_absolute_uri(reg.spec.endpoint))
@@ -446,10 +472,9 @@ Manager::~Manager() { stop(); }
 void Manager::start() {
   if (impl_->started.exchange(true)) return;
   auto token = impl_->stop_source.get_token();
-  for (Informer* inf :
-       {&impl_->secrets, &impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories}) {
-    impl_->threads.emplace_back([inf, token] { inf->run(token); });
-  }
+  std::vector<Informer*> informers{&impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories};
+  for (auto& s : impl_->secrets) informers.push_back(s.get());
+  for (Informer* inf : informers) impl_->threads.emplace_back([inf, token] { inf->run(token); });
   for (Controller* c : {&impl_->registry_ctl, &impl_->policy_ctl, &impl_->config_ctl}) {
     for (int i = 0; i < std::max(1, impl_->opts.workers); ++i) {
       impl_->threads.emplace_back([this, c] { impl_->worker(*c); });
@@ -474,8 +499,8 @@ bool Manager::started() const { return impl_->started; }
 
 bool Manager::synced() const {
   return impl_->registries.has_synced() && impl_->policies.has_synced() &&
-         impl_->configs.has_synced() && impl_->secrets.has_synced() &&
-         impl_->repositories.has_synced();
+         impl_->configs.has_synced() && impl_->repositories.has_synced() &&
+         std::ranges::all_of(impl_->secrets, [](const auto& s) { return s->has_synced(); });
 }
 
 EngineInputs Manager::engine_inputs() const {
@@ -515,7 +540,8 @@ EngineInputs Manager::engine_inputs() const {
   }
   in.signature += "secrets\n";
   for (const auto& key : wanted) {
-    auto obj = impl_->secrets.get(key);
+    const auto slash = key.find('/');
+    auto obj = impl_->secret_object(key.substr(0, slash), key.substr(slash + 1));
     if (!obj) continue;
     auto p = model::parse_resource(*obj);
     if (!p.resource || !std::holds_alternative<model::Secret>(*p.resource)) continue;

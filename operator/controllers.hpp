@@ -19,6 +19,8 @@ struct ManagerOptions {
   std::string instance;                    // reportingInstance of events
   std::chrono::seconds resync{300};        // level-triggered re-check of every object
   std::chrono::seconds retry_unready{30};  // re-probe of an unreachable registry
+  // Namespaces whose Secrets are watched (the chart's rbac.secrets.namespaces); empty: all.
+  std::vector<std::string> secret_namespaces;
   // Called on an informer thread after any change the replication engine must see.
   std::function<void()> on_change;
 };

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import jsonschema
 import yaml
@@ -922,7 +923,6 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
         return proc, ports
 
     def wait_ready(self, proc, port):
-        import urllib.request
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             self.assertIsNone(proc.poll(), pathlib.Path(self.tmp, "operator.log").read_text())
@@ -938,7 +938,6 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
     def test_full_values(self):
         import http.client
         import ssl
-        import urllib.request
         docs = render(FULL_VALUES)
         text = "".join("---\n" + yaml.safe_dump(d) for d in docs
                        if d["kind"] in ("CustomResourceDefinition", "Namespace"))
@@ -1034,6 +1033,30 @@ class OperatorRunsWithChartArgsTest(unittest.TestCase):
         self.assertEqual(proc.wait(timeout=40), 0)
         requests = operator_requests()
         self.assertTrue(requests)
+        denied = sorted({f"{q['method']} {q['path']} {q['query']}" for q in requests
+                         if request_attributes(q) and not rbac_allows(docs, request_attributes(q))})
+        self.assertEqual(denied, [], "requests the chart's RBAC would refuse")
+
+    def test_secrets_watched_only_where_the_chart_grants_them(self):
+        docs = render({"rbac": {"secrets": {"namespaces": [NS, "team-b"]}}})
+        self.assertIn(f"--secret-namespaces={NS},team-b", container(one(docs, "Deployment"))["args"])
+        crds = by_kind(docs, "CustomResourceDefinition")
+        path = os.path.join(self.tmp, "crds.yaml")
+        pathlib.Path(path).write_text("".join(f"---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n"
+                                              for n in (NS, "team-b"))
+                                      + "".join("---\n" + yaml.safe_dump(d) for d in crds))
+        self.kubectl("apply", "-f", path)
+        proc, (_, health, _, _) = self.start(docs)
+        self.wait_ready(proc, health)  # ready: every informer, one per Secret namespace, has listed
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "secrets.yaml"))
+        self.kubectl("apply", "-f", str(ROOT / "examples" / "registries.yaml"))
+        os.kill(proc.pid, signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=40), 0)
+        server = json.loads(pathlib.Path(self.kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+        with urllib.request.urlopen(server + "/__double/requests", timeout=5) as r:
+            requests = [q for q in json.load(r) if not q["userAgent"].startswith("kubectl")]
+        secret_paths = {q["path"] for q in requests if "/secrets" in q["path"]}
+        self.assertEqual(secret_paths, {f"/api/v1/namespaces/{NS}/secrets", "/api/v1/namespaces/team-b/secrets"})
         denied = sorted({f"{q['method']} {q['path']} {q['query']}" for q in requests
                          if request_attributes(q) and not rbac_allows(docs, request_attributes(q))})
         self.assertEqual(denied, [], "requests the chart's RBAC would refuse")
