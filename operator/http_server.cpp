@@ -50,7 +50,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       : acceptor(io), handler(std::move(h)), max_body_bytes(max_body) {}
 
   tcp::acceptor acceptor;
-  std::optional<ssl::context> tls;
+  std::optional<TlsFiles> tls_files;
+  std::shared_ptr<ssl::context> tls;  // the pair in use; sessions keep theirs
+  std::string tls_stamp;              // size and mtime of both files when `tls` was loaded
   Handler handler;
   std::size_t max_body_bytes;
   std::set<std::shared_ptr<beast::tcp_stream>> connections;  // the TCP layer of each connection
@@ -71,10 +73,56 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     }
   }
 
+  // size:mtime of the certificate and key; empty when either cannot be read.
+  static std::string stamp_of(const TlsFiles& f) {
+    std::string out;
+    for (const auto& p : {f.cert_file, f.key_file}) {
+      std::error_code ec;
+      auto size = std::filesystem::file_size(p, ec);
+      if (ec) return {};
+      auto mtime = std::filesystem::last_write_time(p, ec);
+      if (ec) return {};
+      out += std::to_string(size) + ":" + std::to_string(mtime.time_since_epoch().count()) + ";";
+    }
+    return out;
+  }
+
+  static std::shared_ptr<ssl::context> load_tls(const TlsFiles& f) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(f.cert_file.string(), ec);
+    if (ec) throw std::runtime_error("certificate " + f.cert_file.string() + ": " + ec.message());
+    ctx->use_private_key_file(f.key_file.string(), ssl::context::pem, ec);
+    if (ec) throw std::runtime_error("key " + f.key_file.string() + ": " + ec.message());
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+      throw std::runtime_error("key " + f.key_file.string() + " does not match certificate " + f.cert_file.string());
+    }
+    return ctx;
+  }
+
+  // The certificate for a new connection: reloaded when the files changed since the last load.
+  std::shared_ptr<ssl::context> current_tls() {
+    if (!tls_files) return nullptr;
+    const auto now = stamp_of(*tls_files);
+    if (!now.empty() && now != tls_stamp) {
+      try {
+        tls = load_tls(*tls_files);
+        tls_stamp = now;
+        spdlog::info("msg=\"TLS certificate reloaded\" cert={}", tls_files->cert_file.string());
+      } catch (const std::exception& e) {
+        tls_stamp = now;  // not retried until the files change again
+        spdlog::warn("msg=\"TLS certificate not reloaded; the previous one stays in use\" error=\"{}\"", e.what());
+      }
+    }
+    return tls;
+  }
+
   asio::awaitable<void> session(std::shared_ptr<beast::tcp_stream> lowest) {
     auto self = shared_from_this();
-    if (tls) {
-      beast::ssl_stream<beast::tcp_stream&> stream(*lowest, *tls);
+    if (auto ctx = current_tls()) {
+      beast::ssl_stream<beast::tcp_stream&> stream(*lowest, *ctx);
       lowest->expires_after(kRequestTimeout);
       auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, tuple_awaitable);
       if (!hec) {
@@ -141,13 +189,9 @@ HttpServer::HttpServer(asio::io_context& io, const std::string& listen, Handler 
     : impl_(std::make_shared<Impl>(io, std::move(handler), max_body_bytes)) {
   boost::system::error_code ec;
   if (tls) {
-    auto& ctx = impl_->tls.emplace(ssl::context::tls_server);
-    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    ctx.use_certificate_chain_file(tls->cert_file.string(), ec);
-    if (ec) throw std::runtime_error("certificate " + tls->cert_file.string() + ": " + ec.message());
-    ctx.use_private_key_file(tls->key_file.string(), ssl::context::pem, ec);
-    if (ec) throw std::runtime_error("key " + tls->key_file.string() + ": " + ec.message());
+    impl_->tls_stamp = Impl::stamp_of(*tls);
+    impl_->tls = Impl::load_tls(*tls);
+    impl_->tls_files = std::move(tls);
   }
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) throw std::runtime_error("address " + listen + ": expected HOST:PORT");

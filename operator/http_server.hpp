@@ -28,7 +28,10 @@ struct HttpResponse {
   std::string body;
 };
 
-// A PEM certificate chain and key, read once at start (the admission webhook).
+// A PEM certificate chain and key (the admission webhook). Read at start, which fails when they
+// cannot be loaded; read again for the next connection whenever either file changes (cert-manager
+// renewals, kubelet's Secret volume updates). A pair that does not load then is logged and the
+// previous one stays in use.
 struct TlsFiles {
   std::filesystem::path cert_file;
   std::filesystem::path key_file;

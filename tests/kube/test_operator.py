@@ -492,6 +492,51 @@ class Webhook(OperatorTestCase):
         self.assertIsNone(op.proc.poll(), "the webhook crashed on a malformed body")
 
 
+    def test_renewed_certificate_is_served_to_new_connections(self):
+        certs = os.path.join(self.tmp, "certs")
+        os.makedirs(certs)
+
+        def make_pair(cn, directory):
+            os.makedirs(directory, exist_ok=True)
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", f"/CN={cn}", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", os.path.join(directory, "tls.key"),
+                            "-out", os.path.join(directory, "tls.crt")], check=True, capture_output=True)
+            return ssl.PEM_cert_to_DER_cert(pathlib.Path(directory, "tls.crt").read_text())
+
+        def install(directory):  # as kubelet updates a Secret volume: new files, renamed into place
+            for name in ("tls.key", "tls.crt"):
+                shutil.copy(os.path.join(directory, name), os.path.join(certs, name + ".new"))
+                os.replace(os.path.join(certs, name + ".new"), os.path.join(certs, name))
+
+        first = make_pair("ferry-webhook-1", certs)
+        port = free_port()
+        op = Operator(self, "--webhook-port", str(port), "--webhook-host", "127.0.0.1", "--webhook-cert-dir", certs)
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+
+        def served():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                    with unverified.wrap_socket(raw) as tls:
+                        return tls.getpeercert(binary_form=True)
+            except OSError:
+                self.assertIsNone(op.proc.poll(), op.text())
+                return None
+        self.assertEqual(self.eventually(served, "the webhook"), first)
+        second = make_pair("ferry-webhook-2", os.path.join(self.tmp, "renewed"))
+        time.sleep(0.01)  # a distinct modification time
+        install(os.path.join(self.tmp, "renewed"))
+        self.assertEqual(served(), second)
+        # A certificate and key that do not belong together are refused; the renewed pair stays.
+        make_pair("ferry-webhook-3", os.path.join(self.tmp, "third"))
+        shutil.copy(os.path.join(self.tmp, "third", "tls.crt"), os.path.join(certs, "tls.crt.new"))
+        os.replace(os.path.join(certs, "tls.crt.new"), os.path.join(certs, "tls.crt"))
+        self.assertEqual(served(), second)
+        self.assertIn("TLS certificate not reloaded", op.text())
+
+
 class Lifecycle(OperatorTestCase):
     def test_leader_election_failover_within_20s(self):
         self.apply(self.allow_policy("p", "222222222222", "eu-west-1"))
