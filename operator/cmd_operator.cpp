@@ -398,19 +398,25 @@ int run_operator(int argc, char** argv) {
     }
     manager.set_leader(true);
     manager.start();
-    while (!manager.synced() && !stop.stop_requested())
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!stop.stop_requested()) {
-      boost::asio::post(io, [&] {
-        if (shutting_down) return;
-        auto in = manager.engine_inputs();
-        engine_signature = std::move(in.signature);
-        log_inputs(in.resources);
-        engine.set_resources(std::move(in.resources));
-        engine.start();
-        engine_running = true;
-      });
-    }
+    // The engine starts on its own thread once every informer has listed; meanwhile this thread
+    // goes on to renew the Lease.
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+          boost::asio::steady_timer t(io);
+          while (!manager.synced() && !shutting_down) {
+            t.expires_after(std::chrono::milliseconds(50));
+            co_await t.async_wait(boost::asio::use_awaitable);
+          }
+          if (shutting_down) co_return;
+          auto in = manager.engine_inputs();
+          engine_signature = std::move(in.signature);
+          log_inputs(in.resources);
+          engine.set_resources(std::move(in.resources));
+          engine.start();
+          engine_running = true;
+        },
+        boost::asio::detached);
     if (f.leader_elect) {
       if (!runtime::hold_leadership(api, le, stop.get_token())) {
         exit_code =
