@@ -315,21 +315,27 @@ class Cluster:
     def records(self):
         return self.get("imagereplications")["items"]
 
-    def start_operator(self):
+    def start_operator(self, *extra, events_port=None, wait_engine=True):
+        """Starts `ferry operator` (the latest one started is `self.operator`); by default waits
+        until its replication engine runs."""
         health = free_port()
-        self.operator = Process([FERRY, "operator", "--kubeconfig", self.kubeconfig, "--webhook-port", "0",
-                                 "--health-probe-bind-address", f"127.0.0.1:{health}",
-                                 "--metrics-bind-address", f"127.0.0.1:{free_port()}",
-                                 "--registry-events-bind-address", f"127.0.0.1:{self.events_port}",
-                                 "--leader-election-namespace", self.NS],
-                                os.path.join(self.workdir, f"operator-{health}.log"))
+        op = Process([FERRY, "operator", "--kubeconfig", self.kubeconfig, "--webhook-port", "0",
+                      "--health-probe-bind-address", f"127.0.0.1:{health}",
+                      "--metrics-bind-address", f"127.0.0.1:{free_port()}",
+                      "--registry-events-bind-address", f"127.0.0.1:{events_port or self.events_port}",
+                      "--leader-election-namespace", self.NS, *extra],
+                     os.path.join(self.workdir, f"operator-{health}.log"))
+        self.operator = op
+        if wait_engine:
+            self.wait_engine(op)
+        return op
 
+    def wait_engine(self, op, timeout=20):
         def engine_started():
-            if not self.operator.alive():
-                raise AssertionError("ferry operator exited:\n" + self.operator.output())
-            return "engine started" in self.operator.output()
-        wait_until(engine_started, 20, what="the replication engine to start")
-        return self.operator
+            if not op.alive():
+                raise AssertionError("ferry operator exited:\n" + op.output())
+            return "engine started" in op.output()
+        wait_until(engine_started, timeout, what="the replication engine to start")
 
     def stop_operator(self, sig=signal.SIGTERM, timeout=15):
         return self.operator.stop(sig, timeout) if self.operator else None

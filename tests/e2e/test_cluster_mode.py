@@ -6,11 +6,13 @@ import json
 import os
 import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FERRY, Cluster, E2ETest, Registry, allow_statement, registry_policy,  # noqa: E402
                      replication_config, run, wait_until)
+from testproc import free_port  # noqa: E402
 
 A_ID, B_ID = "111111111111", "222222222222"
 NS = Cluster.NS
@@ -36,8 +38,8 @@ class ClusterModeTest(E2ETest):
     def operator(self):
         return self.cluster.operator
 
-    def start_operator(self):
-        return self.cluster.start_operator()
+    def start_operator(self, *extra, **kw):
+        return self.cluster.start_operator(*extra, **kw)
 
     def registry(self, name, registry_id, region, notify=True, token=None):
         r = Registry(self.workdir, name, registry_id, region, self.cluster.url if notify else None, token)
@@ -175,6 +177,34 @@ class ClusterDurability(ClusterModeTest):
         self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
         self.assertEqual(b.tags("app"), ["new"])
         self.assertEqual(len(self.records()), 1)
+
+
+class ClusterFailover(ClusterModeTest):
+    def test_standby_refuses_notifications_until_it_leads_then_replicates(self):
+        """Two replicas with --leader-elect. The registry notifies the standby, which answers 503
+        (the registry keeps the event and retries); once the leader is killed, the standby takes
+        the Lease, starts its engine, accepts the retried notification and replicates."""
+        standby_port = free_port()
+        a = Registry(self.workdir, "a", A_ID, "us-east-1", f"http://127.0.0.1:{standby_port}")
+        self._procs.append(a.process)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.apply(a.resource() + "---\n" + b.resource())
+        self.apply(replication_config("a", a, [b]))
+        leader = self.start_operator("--leader-elect")
+        standby = self.start_operator("--leader-elect", events_port=standby_port, wait_engine=False)
+        self.addCleanup(standby.stop)
+        self.addCleanup(leader.stop)
+        wait_until(lambda: "serving registry notifications" in standby.output(), 15, what="the standby's endpoint")
+        img = self.image(seed="failover")
+        img.push(a, "ha/app")
+        time.sleep(2)  # the registry tries the standby a few times (backoff 250 ms)
+        self.assertEqual(self.records(), [], "a standby must not record pushes")
+        self.assertNotIn("engine started", standby.output())
+        leader.stop(signal.SIGKILL)
+        self.cluster.wait_engine(standby, timeout=40)
+        _, st = self.wait_record("ha/app", "v1", expected=1, timeout=40)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("ha/app", "v1"), a.manifest("ha/app", "v1"))
 
 
 if __name__ == "__main__":
