@@ -11,8 +11,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <vector>
 
 namespace ferry::kube {
 
@@ -39,12 +41,34 @@ bool is_ip_address(const std::string& host) {
 
 }  // namespace
 
+// One connection and the io_context it runs on (a socket cannot move between io_contexts), kept
+// for the next request after a keep-alive answer.
+struct Connection {
+  asio::io_context io;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  bool open() const { return plain.has_value() || secure.has_value(); }
+};
+
+// What one exchange gave: the answer, or an error; whether the connection may carry another
+// request; and whether it failed before the server sent a byte (a reused connection the server
+// had closed: the request may be sent again on a new one).
+struct Exchange {
+  std::expected<HttpResponse, ApiError> result = std::unexpected(ApiError{});
+  bool keep_alive = false;
+  bool nothing_received = false;
+};
+
 struct Client::Impl {
   ClusterConfig config;
   ClientOptions options;
   ServerAddress address;
   TokenSource tokens;
   std::optional<ssl::context> tls;
+
+  static constexpr std::size_t kMaxIdle = 8;
+  std::mutex idle_mutex;
+  std::vector<std::unique_ptr<Connection>> idle;
 
   Impl(ClusterConfig c, ClientOptions o)
       : config(std::move(c)), options(std::move(o)), tokens(config) {
@@ -71,7 +95,7 @@ struct Client::Impl {
     tls->set_verify_mode(config.insecure_skip_tls_verify ? ssl::verify_none : ssl::verify_peer);
   }
 
-  http::request<http::string_body> build(const Request& r) {
+  http::request<http::string_body> build(const Request& r, bool keep_alive) {
     http::request<http::string_body> req{http::string_to_verb(r.method),
                                          address.base_path + r.target, 11};
     const bool default_port =
@@ -89,7 +113,7 @@ struct Client::Impl {
     if (!r.content_type.empty()) req.set(http::field::content_type, r.content_type);
     req.body() = r.body;
     req.prepare_payload();
-    req.keep_alive(false);
+    req.keep_alive(keep_alive);
     return req;
   }
 
@@ -101,37 +125,52 @@ struct Client::Impl {
     return out;
   }
 
+  static bool closed_by_peer(const boost::system::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof ||
+           ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+           ec == ssl::error::stream_truncated;
+  }
+
   // Sends `r` on `stream` and reads the answer; with `on_line` the body is delivered line by line.
   template <class Stream>
-  asio::awaitable<std::expected<HttpResponse, ApiError>> exchange(
-      Stream& stream, const Request& r, const std::function<void(std::string_view)>* on_line,
-      std::chrono::milliseconds idle_timeout) {
+  asio::awaitable<Exchange> exchange(Stream& stream, const Request& r,
+                                     const std::function<void(std::string_view)>* on_line,
+                                     std::chrono::milliseconds idle_timeout) {
+    Exchange x;
     auto& lowest = beast::get_lowest_layer(stream);
-    auto req = build(r);
+    auto req = build(r, on_line == nullptr);
     lowest.expires_after(options.request_timeout);
     auto [wec, wn] = co_await http::async_write(stream, req, tuple_awaitable);
     (void)wn;
-    if (wec) co_return std::unexpected(transport("sending " + r.method + " " + r.target, wec));
+    if (wec) {
+      x.nothing_received = true;
+      x.result = std::unexpected(transport("sending " + r.method + " " + r.target, wec));
+      co_return x;
+    }
     beast::flat_buffer buffer;
     if (!on_line) {
       http::response_parser<http::string_body> parser;
       parser.body_limit(64 * 1024 * 1024);
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
-      (void)n;
-      if (ec)
-        co_return std::unexpected(
-            transport("reading the answer to " + r.method + " " + r.target, ec));
+      if (ec) {
+        x.nothing_received = n == 0 && buffer.size() == 0 && !parser.got_some() && closed_by_peer(ec);
+        x.result = std::unexpected(transport("reading the answer to " + r.method + " " + r.target, ec));
+        co_return x;
+      }
       auto out = header_fields(parser.get().base());
+      x.keep_alive = parser.get().keep_alive();
       out.body = std::move(parser.get().body());
-      co_return out;
+      x.result = std::move(out);
+      co_return x;
     }
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
     (void)hn;
-    if (hec)
-      co_return std::unexpected(
-          transport("reading the answer to " + r.method + " " + r.target, hec));
+    if (hec) {
+      x.result = std::unexpected(transport("reading the answer to " + r.method + " " + r.target, hec));
+      co_return x;
+    }
     auto out = header_fields(parser.get().base());
     const bool ok = out.status == 200;
     LineSplitter lines;
@@ -150,79 +189,120 @@ struct Client::Impl {
         out.body.append(chunk, got);
       }
       if (ec == http::error::end_of_stream || ec == asio::error::eof) break;
-      if (ec) co_return std::unexpected(transport("reading the stream of " + r.target, ec));
+      if (ec) {
+        x.result = std::unexpected(transport("reading the stream of " + r.target, ec));
+        co_return x;
+      }
     }
-    co_return out;
+    x.result = std::move(out);
+    co_return x;
   }
 
-  asio::awaitable<std::expected<HttpResponse, ApiError>> run(
-      const Request& r, const std::function<void(std::string_view)>* on_line,
-      std::chrono::milliseconds idle_timeout) {
-    auto ex = co_await asio::this_coro::executor;
+  // Opens `c` (TCP, then TLS with SNI and host name verification) on its own io_context.
+  asio::awaitable<std::optional<ApiError>> connect(Connection& c) {
+    auto ex = c.io.get_executor();
     tcp::resolver resolver(ex);
     auto [rec, endpoints] =
         co_await resolver.async_resolve(address.host, address.port, tuple_awaitable);
-    if (rec) co_return std::unexpected(transport("resolving " + address.host, rec));
+    if (rec) co_return transport("resolving " + address.host, rec);
     beast::tcp_stream tcp_stream(ex);
     tcp_stream.expires_after(options.connect_timeout);
     auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, tuple_awaitable);
     (void)ep;
-    if (cec) co_return std::unexpected(transport("connecting to " + config.server, cec));
+    if (cec) co_return transport("connecting to " + config.server, cec);
+    boost::system::error_code ignored;
+    tcp_stream.socket().set_option(tcp::no_delay(true), ignored);  // small requests, kept alive
     if (!tls) {
-      auto result = co_await exchange(tcp_stream, r, on_line, idle_timeout);
-      boost::system::error_code ignored;
-      tcp_stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      co_return result;
+      c.plain.emplace(std::move(tcp_stream));
+      co_return std::nullopt;
     }
-    beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *tls);
+    auto& stream = c.secure.emplace(std::move(tcp_stream), *tls);
     if (!is_ip_address(address.host)) {
       if (!SSL_set_tlsext_host_name(stream.native_handle(), address.host.c_str())) {
-        co_return std::unexpected(
-            ApiError{0, "Transport", "cannot set TLS SNI for " + address.host});
+        c.secure.reset();
+        co_return ApiError{0, "Transport", "cannot set TLS SNI for " + address.host};
       }
     }
     if (!config.insecure_skip_tls_verify)
       stream.set_verify_callback(ssl::host_name_verification(address.host));
     beast::get_lowest_layer(stream).expires_after(options.connect_timeout);
     auto [sec] = co_await stream.async_handshake(ssl::stream_base::client, tuple_awaitable);
-    if (sec) co_return std::unexpected(transport("TLS handshake with " + config.server, sec));
-    auto result = co_await exchange(stream, r, on_line, idle_timeout);
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
-    co_await stream.async_shutdown(tuple_awaitable);
-    co_return result;
+    if (sec) {
+      c.secure.reset();
+      co_return transport("TLS handshake with " + config.server, sec);
+    }
+    co_return std::nullopt;
   }
 
+  asio::awaitable<Exchange> run(Connection& c, const Request& r,
+                                const std::function<void(std::string_view)>* on_line,
+                                std::chrono::milliseconds idle_timeout) {
+    if (!c.open()) {
+      if (auto err = co_await connect(c)) {
+        Exchange x;
+        x.result = std::unexpected(std::move(*err));
+        co_return x;
+      }
+    }
+    if (c.plain) co_return co_await exchange(*c.plain, r, on_line, idle_timeout);
+    co_return co_await exchange(*c.secure, r, on_line, idle_timeout);
+  }
+
+  std::unique_ptr<Connection> take_idle() {
+    std::lock_guard lock(idle_mutex);
+    if (idle.empty()) return std::make_unique<Connection>();
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    return c;
+  }
+
+  void give_back(std::unique_ptr<Connection> c) {
+    std::lock_guard lock(idle_mutex);
+    if (idle.size() < kMaxIdle) idle.push_back(std::move(c));
+  }
+
+  // One request on an idle kept-alive connection, or a new one; streams always get a new one and
+  // are never kept. A kept connection the server has closed meanwhile fails before any answer:
+  // the request then goes once more on a new connection (as Go's net/http does).
   std::expected<HttpResponse, ApiError> call(const Request& r,
                                              const std::function<void(std::string_view)>* on_line,
                                              std::chrono::milliseconds idle_timeout,
                                              std::stop_token stop) {
-    asio::io_context io;
-    std::optional<std::expected<HttpResponse, ApiError>> result;
-    asio::co_spawn(io, run(r, on_line, idle_timeout),
-                   [&](std::exception_ptr e, std::expected<HttpResponse, ApiError> v) {
-                     if (e) {
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& x) {
-                         result = std::unexpected(ApiError{0, "Transport", x.what()});
+    for (int attempt = 0;; ++attempt) {
+      auto conn = (on_line || attempt > 0) ? std::make_unique<Connection>() : take_idle();
+      const bool reused = conn->open();
+      conn->io.restart();
+      std::optional<Exchange> x;
+      asio::co_spawn(conn->io, run(*conn, r, on_line, idle_timeout),
+                     [&](std::exception_ptr e, Exchange v) {
+                       if (e) {
+                         try {
+                           std::rethrow_exception(e);
+                         } catch (const std::exception& ex) {
+                           v = Exchange{};
+                           v.result = std::unexpected(ApiError{0, "Transport", ex.what()});
+                         }
                        }
-                       return;
-                     }
-                     result = std::move(v);
-                   });
-    std::stop_callback on_stop(stop, [&io] { io.stop(); });
-    if (on_line) {
-      io.run();  // bounded by the idle timeout of each read
-    } else {
-      // Bounds the whole call, name resolution included.
-      io.run_for(options.connect_timeout + options.request_timeout);
+                       x = std::move(v);
+                     });
+      {
+        std::stop_callback on_stop(stop, [io = &conn->io] { io->stop(); });
+        if (on_line) {
+          conn->io.run();  // bounded by the idle timeout of each read
+        } else {
+          // Bounds the whole call, name resolution included.
+          conn->io.run_for(options.connect_timeout + options.request_timeout);
+        }
+      }
+      if (!x) {
+        if (stop.stop_requested()) return HttpResponse{};  // stopped: status 0
+        return std::unexpected(
+            ApiError{0, "Timeout", r.method + " " + config.server + r.target + ": timed out"});
+      }
+      if (!x->result && reused && x->nothing_received && attempt == 0) continue;
+      if (x->result && x->keep_alive && !on_line && !stop.stop_requested()) give_back(std::move(conn));
+      return std::move(x->result);
     }
-    if (!result) {
-      if (stop.stop_requested()) return HttpResponse{};  // stopped: status 0
-      return std::unexpected(
-          ApiError{0, "Timeout", r.method + " " + config.server + r.target + ": timed out"});
-    }
-    return std::move(*result);
   }
 };
 

@@ -28,8 +28,9 @@ struct HttpResponse {
   std::string retry_after;
 };
 
-// Thread-safe: every call uses its own connection and io_context and runs it on the calling
-// thread; a timeout bounds every call. TLS verifies the server's certificate and host name
+// Thread-safe: every call runs on the calling thread, on a connection of its own: an idle one
+// kept from an earlier keep-alive answer (up to 8 are kept), or a new one; a watch always opens
+// its own and never keeps it. A timeout bounds every call. TLS verifies the server's certificate and host name
 // unless the config says insecure-skip-tls-verify.
 class Client {
  public:

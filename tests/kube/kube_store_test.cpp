@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <set>
 
 #include "operator/kube/client.hpp"
 #include "operator/kube/config.hpp"
@@ -100,6 +101,27 @@ TEST_F(KubeStoreTest, ImageReplicationsAreObjectsWithStatusAndSurviveANewStore) 
   ASSERT_TRUE(fresh.remove_image_replication(rec.metadata.name));
   EXPECT_TRUE(fresh.image_replications().empty());
   EXPECT_TRUE(fresh.remove_image_replication(rec.metadata.name));  // already gone: fine
+}
+
+TEST_F(KubeStoreTest, RequestsShareKeptAliveConnections) {
+  auto s = store();
+  auto rec = record("v3");
+  for (int i = 0; i < 20; ++i) {
+    rec.status.replication_statuses[0].message = "write " + std::to_string(i);
+    ASSERT_OK(s.save(rec));
+  }
+  auto log = run("curl -sf http://127.0.0.1:" + std::to_string(port_) + "/__double/requests");
+  ASSERT_EQ(log.exit_code, 0);
+  std::set<std::int64_t> ports;
+  std::size_t requests = 0;
+  const json::value entries = json::parse(log.output);
+  for (const auto& q : entries.as_array()) {
+    if (q.at("userAgent").as_string().starts_with("kubectl")) continue;
+    ++requests;
+    ports.insert(q.at("clientPort").as_int64());
+  }
+  EXPECT_GE(requests, 21u);  // a create and 20 status writes
+  EXPECT_EQ(ports.size(), 1u) << "requests made one after another use one connection";
 }
 
 TEST_F(KubeStoreTest, ADeletedRecordThatIsStillWorkedOnComesBack) {

@@ -1336,6 +1336,10 @@ def accepts_json(accept):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm holds the body
+    # until the client's delayed ACK (40 ms) on a kept-alive connection. Go's net/http (and so
+    # kube-apiserver) sets TCP_NODELAY too.
+    disable_nagle_algorithm = True
     server_version = "ferry-kube-apiserver-double/1"
     double = None     # set by main
     verbose = False
@@ -1404,7 +1408,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         entry = {"method": method, "path": path, "query": query,
                  "accept": self.headers.get("Accept", ""), "contentType": self.headers.get("Content-Type", ""),
-                 "userAgent": self.headers.get("User-Agent", ""), "time": time.time()}
+                 "userAgent": self.headers.get("User-Agent", ""), "time": time.time(),
+                 "clientPort": self.client_address[1]}
         if not path.startswith("/__double/"):
             with d.req_lock:
                 d.requests.append(entry)
