@@ -119,7 +119,12 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     std::map<std::string, std::map<std::string, std::string>> tags;  // repository → tag → digest
   };
   std::map<std::string, Known> known;  // by registry key text
-  std::set<std::string> self_writes;   // "registry|repository|digest" Ferry is writing or wrote
+  // "registry|repository|digest" Ferry is writing or wrote, for every record kept: a poll that
+  // finds one of these is not a push (S4). Rebuilt from the records at start.
+  std::set<std::string> self_writes;
+  static std::string self_write_key(const RegistryKey& dest, const model::ImageSource& src) {
+    return key_text(dest) + "|" + src.repository_name + "|" + src.image_digest;
+  }
 
   std::deque<std::pair<std::string, RegistryKey>> queue;
   std::set<std::string> queued;  // "record|destination" queued or running
@@ -589,9 +594,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     registry::Reference from{src_ep_v.host, src.repository_name, "", src.image_digest};
     registry::Reference to{dst_ep.host, src.repository_name, write_tag ? src.image_tag : "",
                            write_tag ? "" : src.image_digest};
-    self_writes.insert(key_text(dest) + "|" + src.repository_name + "|" + src.image_digest);
+    // Known as Ferry's own write before it exists (S4): in memory now, and through this record
+    // (authorizedBy is saved) after a restart. The destination's baseline follows within a second.
+    self_writes.insert(self_write_key(dest, src));
     note_known(dest, src.repository_name, write_tag ? src.image_tag : "", src.image_digest);
-    save_known(dest);
+    save_known_soon();
     const auto before = copier_now->stats().bytes_copied;
     auto result = co_await copier_now->copy(from, to);
     const auto after = copier_now->stats().bytes_copied;
@@ -744,6 +751,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     for (auto& r : state.repositories(&problems)) created_repositories[r.metadata.name] = std::move(r);
     for (auto& r : state.image_replications(&problems)) records[r.metadata.name] = std::move(r);
     for (const auto& p : problems) spdlog::error("msg=\"unreadable record skipped\" problem=\"{}\"", p);
+    for (const auto& [name, rec] : records) {
+      for (const auto& st : rec.status.replication_statuses) {
+        if (!st.authorized_by.empty()) self_writes.insert(self_write_key({st.registry_id, st.region}, rec.spec.source));
+      }
+    }
     started = true;
     std::size_t resumed = 0;
     for (const auto& [name, rec] : records) {
@@ -780,7 +792,12 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       }
       for (const auto& name : expired) {
         // Only Ferry's record goes; nothing in any registry is deleted (S10).
-        if (state.remove_image_replication(name)) records.erase(name);
+        auto it = records.find(name);
+        if (it == records.end() || !state.remove_image_replication(name)) continue;
+        for (const auto& st : it->second.status.replication_statuses) {
+          self_writes.erase(self_write_key({st.registry_id, st.region}, it->second.spec.source));
+        }
+        records.erase(it);
       }
     }
   }

@@ -151,6 +151,24 @@ class OnlyNewPushesNoChaining(E2ETest):
         self.image(seed="direct").push(b, "prod/direct")
         wait_until(lambda: c.manifest("prod/direct", "v1"), 20, what="B's own push at C")
 
+    def test_s4_holds_across_a_crash_right_after_the_copy(self):
+        """Killed as soon as the copy to B completes (before B's polling baseline is written):
+        after the restart, the poll of B still knows the image as Ferry's own write, from the
+        ImageReplication record."""
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        c = self.registry("c", A_ID, "eu-west-1")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource(poll="1s") + "---\n" + c.resource())
+        self.ferry.write("a.yaml", replication_config("a", a, [b]))
+        self.ferry.write("b.yaml", replication_config("b", b, [c]))
+        self.ferry.start()
+        self.image(seed="chain-crash").push(a, "prod/app")
+        self.ferry.wait_status("prod/app", "v1", expected=1)
+        self.ferry.stop(signal.SIGKILL)
+        self.ferry.start()
+        time.sleep(2.5)  # two polls of B
+        self.assertEqual(c.catalog(), [])
+
 
 class ImageKinds(E2ETest):
     def setUp(self):
