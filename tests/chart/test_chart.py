@@ -1189,6 +1189,10 @@ class DockerfileLibrariesTest(unittest.TestCase):
         packages = set(line.split("RUNTIME_PACKAGES=", 1)[1].strip().strip('"').split())
         base = {"libc6", "libgcc-s1", "libstdc++6"}   # in debian:12-slim already
         out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+        if "libasan" in out:
+            # FERRY_SANITIZE=ON links the sanitizer runtimes (and so pulls in more of Boost); the
+            # Dockerfile builds without them, and that binary is what this test speaks for.
+            self.skipTest("sanitizer build: the Dockerfile's Release build links differently")
         for line in out.splitlines():
             if "=>" not in line:
                 continue
