@@ -134,7 +134,8 @@ class OnlyNewPushesNoChaining(E2ETest):
         self.assertEqual(b.catalog(), ["prod/new"])
         self.assertIsNone(self.ferry.status("prod/old", "v1"))
 
-    def test_s4_what_ferry_writes_is_not_a_push(self):
+    def chain_a_b_c(self):
+        """A→B and B→C configured, B polled every second; Ferry started."""
         a = self.registry("a", A_ID, "us-east-1")
         b = self.registry("b", A_ID, "us-west-2")
         c = self.registry("c", A_ID, "eu-west-1")
@@ -142,6 +143,10 @@ class OnlyNewPushesNoChaining(E2ETest):
         self.ferry.write("a.yaml", replication_config("a", a, [b]))
         self.ferry.write("b.yaml", replication_config("b", b, [c]))
         self.ferry.start()
+        return a, b, c
+
+    def test_s4_what_ferry_writes_is_not_a_push(self):
+        a, b, c = self.chain_a_b_c()
         self.image(seed="chain").push(a, "prod/app")
         self.ferry.wait_status("prod/app", "v1", expected=1)
         self.assertIsNotNone(b.manifest("prod/app", "v1"))
@@ -155,13 +160,7 @@ class OnlyNewPushesNoChaining(E2ETest):
         """Killed as soon as the copy to B completes (before B's polling baseline is written):
         after the restart, the poll of B still knows the image as Ferry's own write, from the
         ImageReplication record."""
-        a = self.registry("a", A_ID, "us-east-1")
-        b = self.registry("b", A_ID, "us-west-2")
-        c = self.registry("c", A_ID, "eu-west-1")
-        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource(poll="1s") + "---\n" + c.resource())
-        self.ferry.write("a.yaml", replication_config("a", a, [b]))
-        self.ferry.write("b.yaml", replication_config("b", b, [c]))
-        self.ferry.start()
+        a, b, c = self.chain_a_b_c()
         self.image(seed="chain-crash").push(a, "prod/app")
         self.ferry.wait_status("prod/app", "v1", expected=1)
         self.ferry.stop(signal.SIGKILL)
