@@ -262,6 +262,10 @@ int run_operator(int argc, char** argv) {
       spdlog::warn("msg=\"event not recorded\" record={} error=\"{}\"", rec.metadata.name, r.error().to_string());
     }
   };
+  // New effective times show in the ReplicationConfigs' status.
+  engine_options.on_effective_change = [&manager_ptr] {
+    if (manager_ptr) manager_ptr->requeue_replication_configs();
+  };
   reconcilers::ReplicationEngine engine(io, records, engine_options);
   std::atomic<bool> engine_running{false};
   std::atomic<bool> shutting_down{false};
@@ -277,6 +281,9 @@ int run_operator(int argc, char** argv) {
   };
   operator_::ManagerOptions manager_options{f.workers, id};
   manager_options.secret_namespaces = f.secret_namespaces;
+  manager_options.effective_since = [&engine](const model::RegistryKey& source) {
+    return engine.effective_since(source);
+  };
   // Informer changes reach the engine coalesced (a burst of events, one reload), and only when
   // something the engine reads changed.
   manager_options.on_change = [&] {
@@ -415,6 +422,7 @@ int run_operator(int argc, char** argv) {
           engine.set_resources(std::move(in.resources));
           engine.start();
           engine_running = true;
+          manager.requeue_replication_configs();  // with the engine's effective times now
         },
         boost::asio::detached);
     if (f.leader_elect) {

@@ -424,9 +424,12 @@ struct Manager::Impl {
     }
     (void)missing_probe;
     const auto now = now_string();
+    const auto effective = opts.effective_since ? opts.effective_since(config.key())
+                                                : std::map<model::RegistryKey, std::string>{};
     auto out =
         write_status(kube::replication_configs(), *obj, name, [&](const json::value& current) {
-          return reconcilers::replication_config_status(current, config, index, checked, now);
+          return reconcilers::replication_config_status(current, config, index, checked, now,
+                                                        effective);
         });
     if (!out.error) out.requeue_after = opts.resync;
     return out;
@@ -558,6 +561,8 @@ model::RegistryCatalog Manager::catalog() const {
 }
 
 void Manager::set_leader(bool leader) { impl_->leader_gauge->Set(leader ? 1 : 0); }
+
+void Manager::requeue_replication_configs() { impl_->enqueue_all_configs(); }
 
 std::string Manager::metrics_text() const {
   for (Controller* c : {&impl_->registry_ctl, &impl_->policy_ctl, &impl_->config_ctl}) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ struct ManagerOptions {
   std::vector<std::string> secret_namespaces;
   // Called on an informer thread after any change the replication engine must see.
   std::function<void()> on_change;
+  // The replication engine's time for each destination of a source (S3), shown in the
+  // ReplicationConfig's status; unset: none.
+  std::function<std::map<model::RegistryKey, std::string>(const model::RegistryKey& source)> effective_since;
 };
 
 // What the replication engine works from: the valid Registries, RegistryPolicies and
@@ -52,6 +56,8 @@ class Manager {
   // adds and retries, informer lists, leadership.
   std::string metrics_text() const;
   void set_leader(bool leader);
+  // Reconciles every ReplicationConfig again (the engine's effective times changed).
+  void requeue_replication_configs();
 
   struct Impl;
 

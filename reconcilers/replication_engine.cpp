@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <deque>
+#include <mutex>
 #include <random>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -111,6 +112,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::map<std::string, model::ImageReplication> records;
   std::map<std::string, model::Repository> created_repositories;  // records Ferry wrote, by name
   std::map<std::string, std::map<std::string, std::string>> effective;  // source → destination → since
+  // The same, for other threads (the ReplicationConfig controller of cluster mode).
+  mutable std::mutex effective_mutex;
+  std::map<RegistryKey, std::map<RegistryKey, std::string>> effective_snapshot;
   struct Known {
     RegistryKey key;
     bool baselined = false;
@@ -225,6 +229,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       }
     }
     std::map<std::string, std::map<std::string, std::string>> next;
+    std::map<RegistryKey, std::map<RegistryKey, std::string>> snapshot;
     const std::string now = now_text();
     for (const auto& c : index.configs()) {
       const std::string src = key_text(c.key());
@@ -234,7 +239,12 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         std::string since = now;
         if (old != effective.end() && old->second.contains(dst)) since = old->second.at(dst);
         next[src][dst] = since;
+        snapshot[c.key()][d] = since;
       }
+    }
+    {
+      std::lock_guard lock(effective_mutex);
+      effective_snapshot = std::move(snapshot);
     }
     if (next != effective) {
       effective = std::move(next);
@@ -247,6 +257,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       if (auto w = state.save_state("effective", o); !w) {
         spdlog::error("msg=\"cannot persist effective times\" error=\"{}\"", w.error());
       }
+      if (opts.on_effective_change) opts.on_effective_change();
     }
   }
 
@@ -832,6 +843,12 @@ std::vector<model::ImageReplication> ReplicationEngine::records() const {
   std::vector<model::ImageReplication> out;
   for (const auto& [name, rec] : impl_->records) out.push_back(rec);
   return out;
+}
+
+std::map<model::RegistryKey, std::string> ReplicationEngine::effective_since(const model::RegistryKey& source) const {
+  std::lock_guard lock(impl_->effective_mutex);
+  auto it = impl_->effective_snapshot.find(source);
+  return it == impl_->effective_snapshot.end() ? std::map<model::RegistryKey, std::string>{} : it->second;
 }
 
 std::string ReplicationEngine::metrics_text() const {

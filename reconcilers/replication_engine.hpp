@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct EngineOptions {
   // Called on the engine's thread when a destination ends FAILED (cluster mode records a
   // Kubernetes Event); the record is already saved.
   std::function<void(const model::ImageReplication&, const model::ReplicationStatus&)> on_failed;
+  // Called on the engine's thread when the time a (source, destination) pair started to apply
+  // changed (cluster mode shows it in the ReplicationConfig's status).
+  std::function<void()> on_effective_change;
 };
 
 struct NotificationOutcome {
@@ -59,6 +63,9 @@ class ReplicationEngine {
                                       const std::string& authorization, const std::string& body);
 
   std::vector<model::ImageReplication> records() const;
+  // When replication from `source` to each destination started to apply (S3), as persisted.
+  // Safe to call from any thread.
+  std::map<model::RegistryKey, std::string> effective_since(const model::RegistryKey& source) const;
   // Prometheus text exposition of the engine's metrics.
   std::string metrics_text() const;
 

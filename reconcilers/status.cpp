@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <set>
 
+#include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/policy.hpp"
 #include "reconcilers/model/serialize.hpp"
 #include "reconcilers/model/validate.hpp"
@@ -226,9 +227,42 @@ json::object replication_config_status(const json::value& object,
                                        const model::ReplicationConfig& config,
                                        const model::ResourceIndex& index,
                                        const std::map<model::RegistryKey, ProbeResult>& probes,
-                                       const std::string& now) {
+                                       const std::string& now,
+                                       const std::map<model::RegistryKey, std::string>& effective) {
   const auto gen = config.metadata.generation;
   auto dests = destination_states(config, index, probes);
+  // Each destination's time from the engine; while the engine has none yet (a new leader whose
+  // engine is still starting), the one stored before.
+  std::map<model::RegistryKey, std::string> known = effective;
+  const json::object before = stored_status(object);
+  if (const auto* stored = before.if_contains("destinations"); stored && stored->is_array()) {
+    for (const auto& d : stored->as_array()) {
+      const auto* o = d.if_object();
+      const auto* id = o ? o->if_contains("registryId") : nullptr;
+      const auto* region = o ? o->if_contains("region") : nullptr;
+      const auto* since = o ? o->if_contains("effectiveSince") : nullptr;
+      if (id && id->is_string() && region && region->is_string() && since && since->is_string()) {
+        known.emplace(model::RegistryKey{std::string(id->as_string()), std::string(region->as_string())},
+                      std::string(since->as_string()));
+      }
+    }
+  }
+  std::optional<model::Timestamp> latest;
+  std::string latest_text;
+  bool all_recorded = !dests.empty();
+  for (auto& d : dests) {
+    auto it = known.find({d.registry_id, d.region});
+    auto t = it == known.end() ? std::nullopt : model::parse_rfc3339(it->second);
+    if (!t) {
+      all_recorded = false;
+      continue;
+    }
+    d.effective_since = it->second;
+    if (!latest || *t > *latest) {
+      latest = t;
+      latest_text = it->second;
+    }
+  }
   const auto ready =
       std::count_if(dests.begin(), dests.end(), [](const auto& d) { return d.state == "Ready"; });
   std::string message =
@@ -285,6 +319,7 @@ json::object replication_config_status(const json::value& object,
   const bool same_generation = observed && observed->is_int64() && observed->as_int64() == gen;
   s.effective_since =
       (same_generation && since && since->is_string()) ? std::string(since->as_string()) : now;
+  if (all_recorded) s.effective_since = latest_text;
   return merged(stored, model::status_to_json(s),
                 {"observedGeneration", "conditions", "effectiveSince", "destinations"});
 }

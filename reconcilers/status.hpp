@@ -83,12 +83,14 @@ std::vector<model::DestinationState> destination_states(
     const model::ReplicationConfig& config, const model::ResourceIndex& index,
     const std::map<model::RegistryKey, ProbeResult>& probes = {});
 
-// ReplicationConfig: valid → Ready with destination states and effectiveSince (kept while the
-// generation is unchanged, else `now`); CredentialsReady from the probes of the source and every
-// destination registry (S14), keyed by registry.
+// ReplicationConfig: valid → Ready with destination states; CredentialsReady from the probes of
+// the source and every destination registry (S14), keyed by registry. `effective` holds the
+// replication engine's time for each destination (S3): each destination shows its own, and
+// effectiveSince is the latest of them once every destination has one; before that it is kept
+// while the generation is unchanged, else `now`.
 boost::json::object replication_config_status(
     const boost::json::value& object, const model::ReplicationConfig& config,
     const model::ResourceIndex& index, const std::map<model::RegistryKey, ProbeResult>& probes,
-    const std::string& now);
+    const std::string& now, const std::map<model::RegistryKey, std::string>& effective = {});
 
 }  // namespace ferry::reconcilers

@@ -465,6 +465,7 @@ ReplicationConfig read_replication_config(ObjectReader& top, FieldErrors& errors
       ds.registry_id = d.str("registryId").value_or("");
       ds.state = d.str("state").value_or("");
       ds.message = d.str("message").value_or("");
+      ds.effective_since = d.str("effectiveSince").value_or("");
       rc.status.destinations.push_back(std::move(ds));
     }
   }

@@ -119,6 +119,7 @@ struct DestinationState {
   std::string registry_id;
   std::string state;  // Ready | RegionNotEnabled | CrossPartition | NoPolicy | Denied | Unreachable
   std::string message;
+  std::string effective_since;  // when the replication engine started to apply it (S3)
   bool operator==(const DestinationState&) const = default;
 };
 

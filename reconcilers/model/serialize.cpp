@@ -124,6 +124,7 @@ json::object status_to_json(const ReplicationConfigStatus& s) {
     for (const auto& d : s.destinations) {
       json::object x{{"region", d.region}, {"registryId", d.registry_id}, {"state", d.state}};
       put(x, "message", d.message);
+      put(x, "effectiveSince", d.effective_since);
       a.push_back(std::move(x));
     }
     o["destinations"] = std::move(a);

@@ -107,8 +107,18 @@ class ClusterReplication(ClusterModeTest):
         self.assertIn("222222222222/eu-west-1: DESTINATION_REGISTRY_ACCESS_DENIED", failed[0]["note"])
         # S3 bookkeeping lives in a ConfigMap of the operator's namespace.
         effective = self.get("configmap", "ferry-state-effective", "-n", NS)
-        since = json.loads(effective["data"]["state.json"])
-        self.assertIn(f"{B_ID}/eu-west-1", since[f"{A_ID}/us-east-1"])
+        since = json.loads(effective["data"]["state.json"])[f"{A_ID}/us-east-1"]
+        self.assertEqual(set(since), {f"{A_ID}/us-west-2", f"{B_ID}/eu-west-1"})
+        # The ReplicationConfig's status shows those times, per destination; the configuration
+        # took effect when its last destination did.
+
+        def shown():
+            st = self.get("replicationconfig", "a").get("status", {})
+            per = {f"{d['registryId']}/{d['region']}": d.get("effectiveSince") for d in st.get("destinations", [])}
+            return (st.get("effectiveSince"), per) if per and all(per.values()) else None
+        overall, per = wait_until(shown, 15, interval=0.2, what="effective times in the ReplicationConfig status")
+        self.assertEqual(per, since)
+        self.assertEqual(overall, max(since.values()))
         # S10: deleting the record deletes nothing in any registry.
         self.kubectl("delete", "imagereplication", rec["metadata"]["name"])
         self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", "v1"))

@@ -183,6 +183,36 @@ TEST(ReplicationConfig, DestinationStates) {
   EXPECT_EQ(states[4].message, "Registry d-aps1 has enabled: false");
 }
 
+TEST(ReplicationConfig, EffectiveSinceFollowsTheEnginesTimePerDestination) {
+  auto res = resources(kCatalog);
+  model::ResourceIndex index(res);
+  auto obj = object(kConfig);
+  auto cfg = parse_as<model::ReplicationConfig>(obj);
+  auto dests = destination_states(cfg, index);
+  ASSERT_GE(dests.size(), 2u);
+  std::map<model::RegistryKey, std::string> effective;
+  // Only some destinations recorded by the engine: each shows its own time; the configuration's
+  // time stays the reconcile time.
+  effective[{dests[0].registry_id, dests[0].region}] = "2026-11-28T10:00:00.000Z";
+  auto partial = replication_config_status(obj, cfg, index, {}, "2026-11-28T12:00:00Z", effective);
+  EXPECT_EQ(partial.at("effectiveSince").as_string(), "2026-11-28T12:00:00Z");
+  const auto& pd = partial.at("destinations").as_array();
+  EXPECT_EQ(pd[0].at("effectiveSince").as_string(), "2026-11-28T10:00:00.000Z");
+  EXPECT_EQ(pd[1].as_object().if_contains("effectiveSince"), nullptr);
+  // All recorded: the configuration took effect when its last destination did.
+  for (std::size_t i = 1; i < dests.size(); ++i) {
+    effective[{dests[i].registry_id, dests[i].region}] = "2026-11-28T09:00:00.000Z";
+  }
+  effective[{dests[1].registry_id, dests[1].region}] = "2026-11-28T11:30:00.500Z";
+  auto all = replication_config_status(obj, cfg, index, {}, "2026-11-28T12:00:00Z", effective);
+  EXPECT_EQ(all.at("effectiveSince").as_string(), "2026-11-28T11:30:00.500Z");
+  EXPECT_EQ(all.at("destinations").as_array()[1].at("effectiveSince").as_string(), "2026-11-28T11:30:00.500Z");
+  // A new leader reconciles before its engine has loaded the times: what was recorded stays.
+  obj.as_object()["status"] = all;
+  auto starting = replication_config_status(obj, cfg, index, {}, "2026-11-28T13:00:00Z", {});
+  EXPECT_EQ(starting, all);
+}
+
 TEST(ReplicationConfig, EffectiveSinceKeptWhileGenerationUnchangedAndCredentials) {
   auto res = resources(kCatalog);
   model::ResourceIndex index(res);
