@@ -246,10 +246,14 @@ int run_operator(int argc, char** argv) {
   spdlog::info("msg=\"starting\" server={} context={} identity={} leader_elect={}", config->server,
                config->context, id, f.leader_elect);
 
-  boost::asio::io_context io;  // HTTP endpoints and the replication engine
+  // Two threads: `io` serves health, metrics and the webhook; `engine_io` runs the replication
+  // engine, its notification endpoint and its record writes (each blocks for an API round trip,
+  // so they never hold up a probe or an admission review).
+  boost::asio::io_context io;
+  boost::asio::io_context engine_io;
 
-  // The replication engine, with its records in the API. It runs on `io` once this replica leads
-  // and the informers have synced; until then notifications get 503 and the registry retries.
+  // The replication engine, with its records in the API. It runs once this replica leads and the
+  // informers have synced; until then notifications get 503 and the registry retries.
   store::KubeStore records(api, {f.state_namespace.empty() ? f.le_namespace : f.state_namespace});
   engine_options.on_failed = [&api, &id](const model::ImageReplication& rec,
                                          const model::ReplicationStatus& st) {
@@ -266,11 +270,11 @@ int run_operator(int argc, char** argv) {
   engine_options.on_effective_change = [&manager_ptr] {
     if (manager_ptr) manager_ptr->requeue_replication_configs();
   };
-  reconcilers::ReplicationEngine engine(io, records, engine_options);
+  reconcilers::ReplicationEngine engine(engine_io, records, engine_options);
   std::atomic<bool> engine_running{false};
   std::atomic<bool> shutting_down{false};
-  std::string engine_signature;  // io thread only
-  boost::asio::steady_timer reload_timer(io);
+  std::string engine_signature;  // engine thread only
+  boost::asio::steady_timer reload_timer(engine_io);
   std::atomic<bool> reload_armed{false};
 
   auto log_inputs = [](const std::vector<model::Resource>& resources) {
@@ -288,7 +292,7 @@ int run_operator(int argc, char** argv) {
   // something the engine reads changed.
   manager_options.on_change = [&] {
     if (reload_armed.exchange(true)) return;
-    boost::asio::post(io, [&] {
+    boost::asio::post(engine_io, [&] {
       reload_timer.expires_after(std::chrono::milliseconds(200));
       reload_timer.async_wait([&](boost::system::error_code ec) {
         reload_armed = false;
@@ -307,6 +311,7 @@ int run_operator(int argc, char** argv) {
 
   std::vector<std::unique_ptr<operator_::HttpServer>> servers;
   std::unique_ptr<operator_::HttpServer> webhook;
+  std::unique_ptr<operator_::HttpServer> events_server;
   try {
     if (auto addr = listen_address(f.health_addr)) {
       servers.push_back(
@@ -339,8 +344,8 @@ int run_operator(int argc, char** argv) {
                    servers.back()->port());
     }
     if (auto addr = listen_address(f.events_addr)) {
-      servers.push_back(
-          std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
+      events_server =
+          std::make_unique<operator_::HttpServer>(engine_io, *addr, [&](const operator_::HttpRequest& r) {
             constexpr std::string_view kEvents = "/registry-events/";
             if (!r.path.starts_with(kEvents))
               return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
@@ -357,9 +362,9 @@ int run_operator(int argc, char** argv) {
                            out.status, out.message);
             }
             return operator_::HttpResponse{out.status, "text/plain; charset=utf-8", out.message + "\n"};
-          }));
+          });
       spdlog::info("msg=\"serving registry notifications\" address={}:{} path=/registry-events/{{registryName}}",
-                   addr->substr(0, addr->rfind(':')), servers.back()->port());
+                   addr->substr(0, addr->rfind(':')), events_server->port());
     }
     if (f.webhook_port != 0) {
       const std::filesystem::path dir(f.webhook_cert_dir);
@@ -394,6 +399,10 @@ int run_operator(int argc, char** argv) {
     auto guard = boost::asio::make_work_guard(io);
     io.run();
   });
+  std::thread engine_thread([&engine_io] {
+    auto guard = boost::asio::make_work_guard(engine_io);
+    engine_io.run();
+  });
 
   std::stop_source stop;
   std::atomic<int> exit_code{0};
@@ -408,9 +417,9 @@ int run_operator(int argc, char** argv) {
     // The engine starts on its own thread once every informer has listed; meanwhile this thread
     // goes on to renew the Lease.
     boost::asio::co_spawn(
-        io,
+        engine_io,
         [&]() -> boost::asio::awaitable<void> {
-          boost::asio::steady_timer t(io);
+          boost::asio::steady_timer t(engine_io);
           while (!manager.synced() && !shutting_down) {
             t.expires_after(std::chrono::milliseconds(50));
             co_await t.async_wait(boost::asio::use_awaitable);
@@ -454,11 +463,11 @@ int run_operator(int argc, char** argv) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(f.grace_seconds * 800);
     std::promise<void> drained;
     boost::asio::co_spawn(
-        io,
+        engine_io,
         [&]() -> boost::asio::awaitable<void> {
           engine_running = false;
           engine.stop();
-          boost::asio::steady_timer t(io);
+          boost::asio::steady_timer t(engine_io);
           while (!lost_lease && engine.running() > 0 && std::chrono::steady_clock::now() < deadline) {
             t.expires_after(std::chrono::milliseconds(50));
             co_await t.async_wait(boost::asio::use_awaitable);
@@ -477,8 +486,11 @@ int run_operator(int argc, char** argv) {
   runner.join();
   for (auto& s : servers) boost::asio::post(io, [&s] { s->stop(); });
   if (webhook) boost::asio::post(io, [&webhook] { webhook->stop(); });
+  if (events_server) boost::asio::post(engine_io, [&events_server] { events_server->stop(); });
   io.stop();
+  engine_io.stop();
   io_thread.join();
+  engine_thread.join();
   spdlog::info("msg=\"stopped\"");
   return exit_code;
 }
