@@ -130,10 +130,7 @@ std::expected<void, std::string> KubeStore::save(const model::ImageReplication& 
     }
   }
   auto w = write_status(t, name, obj);
-  if (!w && w.error().not_found() && !known) {
-    return std::unexpected("cannot write the status of ImageReplication " + name + ": " + w.error().to_string());
-  }
-  if (!w && w.error().not_found()) {
+  if (!w && w.error().not_found() && known) {
     // Deleted meanwhile (kubectl delete): the work is not finished, so the record comes back.
     {
       std::lock_guard lock(mutex_);
