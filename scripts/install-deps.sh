@@ -9,7 +9,6 @@ packages=(
   libgtest-dev libgmock-dev prometheus-cpp-dev
   docker-registry skopeo umoci apache2-utils openssl curl ca-certificates
   python3 python3-jsonschema python3-yaml
-  golang-go golang-github-masterminds-sprig-dev
 )
 
 missing=()

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds the test peers that Debian does not package (kube-apiserver, kubectl, etcd, helm, crane,
+# regsync, regctl, distribution v3, the kstatus checker) at the versions in scripts/peers.versions,
+# through the Go module proxy, into a cache outside the work tree. Idempotent: a peer already built
+# at its pinned version is not rebuilt. The last line printed is the folder holding all of them.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+# shellcheck disable=SC1091
+source <(sed -e 's/#.*//' -e '/^\s*$/d' -e 's/\s*$//' "$here/peers.versions")
+
+cache=${FERRY_PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferry-peers}
+bin="$cache/bin"
+mkdir -p "$bin" "$cache/src"
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+GO=${GO:-go}
+if ! "$GO" version >/dev/null 2>&1; then
+  for g in /usr/local/go/bin/go /usr/lib/go/bin/go; do [ -x "$g" ] && GO=$g && break; done
+fi
+gov=$("$GO" env GOVERSION 2>/dev/null || echo none)
+case "$gov" in go1.2[4-9]*|go1.[3-9]*) ;; *)
+  echo "test-peers: need Go >= 1.24 (found '$gov'); Debian's golang-go is too old" >&2; exit 1 ;;
+esac
+
+log() { echo "test-peers: $*" >&2; }
+
+# have NAME VERSION: true when $bin/NAME was built at VERSION.
+have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
+mark() { echo "$2" > "$bin/.$1.version"; }
+
+# wrapper DIR MODULE-LINES: a throwaway module in $cache/src/DIR whose go.mod is given on stdin.
+wrapper() {
+  local dir="$cache/src/$1"
+  mkdir -p "$dir"
+  cat > "$dir/go.mod"
+  echo "$dir"
+}
+
+build_kubernetes() {
+  local v=$KUBERNETES minor staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime
+    client-go cloud-provider cluster-bootstrap code-generator component-base component-helpers
+    controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation
+    endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler
+    kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin
+    sample-controller)
+  have kube-apiserver "$v" && have kubectl "$v" && return 0
+  minor=${v#v1.}; minor=${minor%%.*}
+  local sv="v0.${v#v1.}" dir
+  dir=$( {
+    echo "module ferry.dev/peers/kubernetes"
+    echo "go 1.24.0"
+    echo "require k8s.io/kubernetes $v"
+    for m in "${staging[@]}"; do echo "replace k8s.io/$m => k8s.io/$m $sv"; done
+    echo "tool ("; echo "  k8s.io/kubernetes/cmd/kube-apiserver"; echo "  k8s.io/kubernetes/cmd/kubectl"; echo ")"
+  } | wrapper "kubernetes-$v")
+  log "building kube-apiserver and kubectl $v (first time: several minutes)"
+  local ld="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  (cd "$dir" && "$GO" mod tidy >/dev/null 2>&1 || "$GO" mod tidy
+   "$GO" build -trimpath -tags selinux,notest -ldflags "$ld" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+   "$GO" build -trimpath -tags selinux,notest -ldflags "$ld" -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  mark kube-apiserver "$v"; mark kubectl "$v"
+}
+
+build_etcd() {
+  have etcd "$ETCD" && return 0
+  local dir
+  dir=$(printf 'module ferry.dev/peers/etcd\ngo 1.24.0\nrequire go.etcd.io/etcd/server/v3 %s\ntool go.etcd.io/etcd/server/v3\n' "$ETCD" | wrapper "etcd-$ETCD")
+  log "building etcd $ETCD"
+  (cd "$dir" && "$GO" mod tidy && "$GO" build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
+  mark etcd "$ETCD"
+}
+
+# gobuild NAME VERSION MODULE PACKAGE [LDFLAGS]: a plain module, built through a wrapper so that
+# its go.sum is resolved here (go install refuses modules with replace lines).
+gobuild() {
+  local name=$1 v=$2 mod=$3 pkg=$4 ld=${5:-} dir
+  have "$name" "$v" && return 0
+  dir=$(printf 'module ferry.dev/peers/%s\ngo 1.24.0\nrequire %s %s\ntool %s\n' "$name" "$mod" "$v" "$pkg" | wrapper "$name-$v")
+  log "building $name $v"
+  (cd "$dir" && "$GO" mod tidy && "$GO" build -trimpath -ldflags "-s -w $ld" -o "$bin/$name" "$pkg")
+  mark "$name" "$v"
+}
+
+build_kstatus() {
+  # tests/kstatus is the project's own small Go program; rebuilt when its source changes.
+  local src="$root/tests/kstatus" sum
+  [ -d "$src" ] || return 0
+  sum=$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16)
+  have ferry-kstatus "$sum" && return 0
+  log "building tests/kstatus"
+  (cd "$src" && "$GO" build -trimpath -o "$bin/ferry-kstatus" .)
+  mark ferry-kstatus "$sum"
+}
+
+build_etcd
+build_kubernetes
+gobuild helm "$HELM3" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM3"
+if ! gobuild helm4 "$HELM4" helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM4" 2>"$cache/helm4.log"; then
+  log "helm $HELM4 did not build (see $cache/helm4.log); tests use helm $HELM3"
+fi
+gobuild crane "$CRANE" github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane
+gobuild regsync "$REGCLIENT" github.com/regclient/regclient github.com/regclient/regclient/cmd/regsync
+gobuild regctl "$REGCLIENT" github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl
+gobuild registry-v3 "$DISTRIBUTION" github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry
+build_kstatus
+echo "$bin"
