@@ -261,7 +261,7 @@ int run_operator(int argc, char** argv) {
                          "destination " + st.registry_id + "/" + st.region + ": " + st.failure_code +
                              ": " + st.message};
     auto ev = kube::make_event(model::to_json(rec), spec, id,
-                               model::format_rfc3339(std::chrono::system_clock::now(), true));
+                               model::format_micro_time(std::chrono::system_clock::now()));
     if (auto r = api.create(kube::events(), kube::namespace_of(ev), ev); !r) {
       spdlog::warn("msg=\"event not recorded\" record={} error=\"{}\"", rec.metadata.name, r.error().to_string());
     }

@@ -293,7 +293,7 @@ struct Manager::Impl {
     kube::EventSpec spec{ready == "True" ? "Normal" : "Warning",
                          reason.empty() ? "Unknown" : reason, "Reconcile", note};
     auto ev = kube::make_event(regarding, spec, opts.instance,
-                               model::format_rfc3339(std::chrono::system_clock::now(), true));
+                               model::format_micro_time(std::chrono::system_clock::now()));
     auto ns = kube::namespace_of(ev);
     if (auto r = api.create(kube::events(), ns, ev); !r) {
       spdlog::debug("msg=\"event not recorded\" error=\"{}\"", r.error().to_string());

@@ -57,7 +57,7 @@ LeaseAction LeaseObserver::decide(const std::optional<LeaseRecord>& current,
 
 namespace {
 
-std::string micro_now() { return model::format_rfc3339(std::chrono::system_clock::now(), true); }
+std::string micro_now() { return model::format_micro_time(std::chrono::system_clock::now()); }
 
 json::value lease_object(const LeaderElectionConfig& c, const LeaseRecord& r) {
   return json::object{{"apiVersion", "coordination.k8s.io/v1"},

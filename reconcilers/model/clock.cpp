@@ -25,6 +25,17 @@ std::string format_rfc3339(Timestamp t, bool millis) {
   return buf;
 }
 
+std::string format_micro_time(Timestamp t) {
+  using namespace std::chrono;
+  const auto secs = time_point_cast<seconds>(t);
+  const auto us = duration_cast<microseconds>(t - secs).count();
+  auto text = format_rfc3339(secs);  // "...:05Z"
+  char frac[16];
+  std::snprintf(frac, sizeof frac, ".%06dZ", static_cast<int>(us));
+  text.replace(text.size() - 1, 1, frac);
+  return text;
+}
+
 namespace {
 
 bool num(std::string_view s, std::size_t pos, std::size_t len, int& out) {

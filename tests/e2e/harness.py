@@ -20,6 +20,7 @@ FERRY = os.environ.get("FERRY_BINARY", os.path.join(ROOT, "build", "operator", "
 OCI_IMAGE = os.path.join(SUPPORT, "oci_image.py")
 sys.path.insert(0, SUPPORT)
 from testproc import free_port  # noqa: E402
+from kube_control_plane import ControlPlane, peer  # noqa: E402
 
 
 def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
@@ -277,7 +278,7 @@ class Ferry:
 
 
 class Cluster:
-    """Cluster mode: the Kubernetes API server double (tests/support/kube_apiserver_double.py) with
+    """Cluster mode: a real kube-apiserver and etcd (tests/support/kube_control_plane.py) with
     Ferry's CRDs and the operator's namespace, real kubectl against it, and `ferry operator` on it,
     serving registry notifications on `events_port`. Every process goes into `procs` (stopped by
     PID by the owner); the operator is stopped by `stop_operator`."""
@@ -286,14 +287,10 @@ class Cluster:
 
     def __init__(self, workdir, procs):
         self.workdir, self.procs = workdir, procs
-        self.kubeconfig = os.path.join(workdir, "kubeconfig")
-        double = Process(["/usr/bin/python3", os.path.join(SUPPORT, "kube_apiserver_double.py"), "--port", "0",
-                          "--kubeconfig-out", self.kubeconfig, "--bookmark-interval", "0.5"],
-                         os.path.join(workdir, "double.log"))
-        procs.append(double)
-        wait_until(lambda: "LISTENING" in double.output(), 15, what="the API server double")
-        self.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
-        self.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.NS}}))
+        self.control_plane = ControlPlane(workdir)
+        procs.append(self.control_plane)
+        self.control_plane.start()
+        self.kubeconfig = self.control_plane.kubeconfig
         self.events_port = free_port()
         self.operator = None
 
@@ -303,7 +300,7 @@ class Cluster:
         return f"http://127.0.0.1:{self.events_port}"
 
     def kubectl(self, *args, stdin=None, check=True):
-        return run(["/usr/bin/kubectl", "--kubeconfig", self.kubeconfig, "--cache-dir",
+        return run([peer("kubectl"), "--kubeconfig", self.kubeconfig, "--cache-dir",
                     os.path.join(self.workdir, "kcache"), *args], check=check, input=stdin)
 
     def apply(self, text):

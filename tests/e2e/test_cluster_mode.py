@@ -1,4 +1,4 @@
-"""Cluster mode end to end: `ferry operator` against the Kubernetes API server double (driven by
+"""Cluster mode end to end: `ferry operator` against a real kube-apiserver and etcd (driven by
 real kubectl), real docker-registry processes notifying the operator, skopeo pushing and checking.
 The same engine as `ferry run`; here its records are Kubernetes objects and its bookkeeping
 ConfigMaps."""

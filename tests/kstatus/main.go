@@ -4,12 +4,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -20,7 +20,8 @@ func main() {
 		os.Exit(2)
 	}
 	var doc map[string]interface{}
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	// utiljson keeps integers as int64, as the API machinery expects (generation, observedGeneration).
+	if err := utiljson.Unmarshal(raw, &doc); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-kstatus: stdin is not a JSON object:", err)
 		os.Exit(2)
 	}

@@ -1,11 +1,16 @@
-// KubeStore, cluster mode's record store, against the Kubernetes API server double
-// (tests/support/kube_apiserver_double.py) with Ferry's CRDs applied by real kubectl.
+// KubeStore, cluster mode's record store, against a real kube-apiserver and etcd
+// (tests/support/kube_control_plane.py) with Ferry's CRDs applied by real kubectl.
 #include "store/kube_store.hpp"
 
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include "operator/kube/client.hpp"
 #include "operator/kube/config.hpp"
@@ -32,23 +37,34 @@ constexpr const char* kNs = "ferry-system";
 class KubeStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = ferry::testing::free_port();
-    double_ = std::make_unique<Process>(
-        std::vector<std::string>{"/usr/bin/python3", ferry::testing::support_dir() + "/kube_apiserver_double.py",
-                                 "--port", std::to_string(port_), "--kubeconfig-out", dir_ / "kubeconfig"},
-        dir_ / "double.log");
-    ASSERT_TRUE(ferry::testing::wait_for_port(port_));
-    kubectl("apply -f " + shell_quote(std::string(FERRY_SOURCE_DIR) + "/crds"));
-    kubectl("apply -f - <<'EOF'\n{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"" +
-            std::string(kNs) + "\"}}\nEOF");
-    auto config = kube::load_kubeconfig(dir_ / "kubeconfig", "");
+    // The control plane program applies the CRDs, creates the namespace, then prints READY.
+    control_plane_ = std::make_unique<Process>(
+        std::vector<std::string>{"/usr/bin/python3", ferry::testing::support_dir() + "/kube_control_plane.py",
+                                 "--dir", dir_ / "cp"},
+        dir_ / "control-plane.log");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    std::string line;
+    while (kubeconfig_.empty() && std::chrono::steady_clock::now() < deadline) {
+      std::ifstream log(dir_ / "control-plane.log");
+      while (std::getline(log, line)) {
+        if (line.starts_with("READY ")) kubeconfig_ = line.substr(6);
+      }
+      if (kubeconfig_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (kubeconfig_.empty()) {
+      std::ifstream log(dir_ / "control-plane.log");
+      std::stringstream text;
+      text << log.rdbuf();
+      FAIL() << "the control plane did not start:\n" << text.str();
+    }
+    auto config = kube::load_kubeconfig(kubeconfig_, "");
     ASSERT_TRUE(config) << config.error();
     client_ = std::make_unique<kube::Client>(*config);
     api_ = std::make_unique<kube::Api>(*client_);
   }
 
   std::string kubectl(const std::string& args) {
-    auto r = run("/usr/bin/kubectl --kubeconfig " + shell_quote(dir_ / "kubeconfig") + " --cache-dir " +
+    auto r = run(peers_bin() + "/kubectl --kubeconfig " + shell_quote(kubeconfig_) + " --cache-dir " +
                  shell_quote(dir_ / "cache") + " 2>&1 " + args);
     EXPECT_EQ(r.exit_code, 0) << args << ": " << r.output;
     return r.output;
@@ -66,9 +82,41 @@ class KubeStoreTest : public ::testing::Test {
                                         "2026-11-28T10:00:01Z");
   }
 
+  static std::string peers_bin() {
+    if (const char* d = std::getenv("FERRY_PEERS_BIN"); d && *d) return d;
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    return (xdg && *xdg ? std::string(xdg) : std::string(std::getenv("HOME")) + "/.cache") + "/ferry-peers/bin";
+  }
+
+  // Local ports of this process's established TCP connections to the API server: the socket
+  // inodes under /proc/self/fd matched against /proc/self/net/tcp.
+  std::set<int> api_connections() const {
+    const auto server = client_->config().server;
+    const int api_port = std::stoi(server.substr(server.rfind(':') + 1));
+    std::set<std::string> inodes;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      const auto target = std::filesystem::read_symlink(fd.path(), ec).string();
+      if (!ec && target.starts_with("socket:[")) inodes.insert(target.substr(8, target.size() - 9));
+    }
+    std::ifstream tcp("/proc/self/net/tcp");
+    std::string line;
+    std::getline(tcp, line);  // header
+    std::set<int> ports;
+    while (std::getline(tcp, line)) {
+      std::istringstream in(line);
+      std::string slot, local, remote, state, queues, timer, retrans, uid, timeout, inode;
+      in >> slot >> local >> remote >> state >> queues >> timer >> retrans >> uid >> timeout >> inode;
+      if (state != "01" || !inodes.contains(inode)) continue;  // 01: ESTABLISHED
+      if (std::stoi(remote.substr(remote.find(':') + 1), nullptr, 16) != api_port) continue;
+      ports.insert(std::stoi(local.substr(local.find(':') + 1), nullptr, 16));
+    }
+    return ports;
+  }
+
   TempDir dir_;
-  int port_ = 0;
-  std::unique_ptr<Process> double_;
+  std::string kubeconfig_;
+  std::unique_ptr<Process> control_plane_;
   std::unique_ptr<kube::Client> client_;
   std::unique_ptr<kube::Api> api_;
 };
@@ -106,22 +154,15 @@ TEST_F(KubeStoreTest, ImageReplicationsAreObjectsWithStatusAndSurviveANewStore) 
 TEST_F(KubeStoreTest, RequestsShareKeptAliveConnections) {
   auto s = store();
   auto rec = record("v3");
+  ASSERT_OK(s.save(rec));
+  const auto first = api_connections();
+  ASSERT_EQ(first.size(), 1u) << "one request, one kept connection";
   for (int i = 0; i < 20; ++i) {
     rec.status.replication_statuses[0].message = "write " + std::to_string(i);
     ASSERT_OK(s.save(rec));
+    EXPECT_EQ(api_connections(), first) << "write " << i << " did not reuse the kept connection";
   }
-  auto log = run("curl -sf http://127.0.0.1:" + std::to_string(port_) + "/__double/requests");
-  ASSERT_EQ(log.exit_code, 0);
-  std::set<std::int64_t> ports;
-  std::size_t requests = 0;
-  const json::value entries = json::parse(log.output);
-  for (const auto& q : entries.as_array()) {
-    if (q.at("userAgent").as_string().starts_with("kubectl")) continue;
-    ++requests;
-    ports.insert(q.at("clientPort").as_int64());
-  }
-  EXPECT_GE(requests, 21u);  // a create and 20 status writes
-  EXPECT_EQ(ports.size(), 1u) << "requests made one after another use one connection";
+  EXPECT_EQ(s.image_replications().at(0).status.replication_statuses.at(0).message, "write 19");
 }
 
 TEST_F(KubeStoreTest, ADeletedRecordThatIsStillWorkedOnComesBack) {
@@ -180,17 +221,33 @@ TEST_F(KubeStoreTest, LargeStateIsChunkedAndAnInterruptedWriteLeavesThePreviousO
   EXPECT_NE(names.find("-a-10"), std::string::npos) << names;
 
   // The next write fills the other slot, then replaces the head. Interrupted before the head
-  // (the double fails that one PUT), it leaves the previous state readable, not a mix.
+  // (a ValidatingAdmissionPolicy makes the API server refuse updates of the head), it leaves
+  // the previous state readable, not a mix.
   repos["repo-new"] = json::object{{"v1", "x"}};
   json::value second = {{"baselined", true}, {"repositories", repos}};
-  auto injected = run("curl -sf -X POST -H 'Content-Type: application/json' http://127.0.0.1:" +
-                      std::to_string(port_) + "/__double/fail -d " +
-                      shell_quote(R"({"method": "PUT", "pathRegex": "configmaps/ferry-state-known-111111111111-us-east-1$",)"
-                                  R"( "status": 500, "count": 1})"));
-  ASSERT_EQ(injected.exit_code, 0) << injected.output;
+  const std::string head = "ferry-state-known-111111111111-us-east-1";
+  kubectl("apply -f - <<'EOF'\n"
+          "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\n"
+          "metadata: {name: refuse-head-write}\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n"
+          "    resourceRules:\n    - {apiGroups: [''], apiVersions: [v1], operations: [UPDATE], "
+          "resources: [configmaps], resourceNames: [" + head + "]}\n"
+          "  validations:\n  - {expression: 'false', message: 'test: head write refused'}\n---\n"
+          "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\n"
+          "metadata: {name: refuse-head-write}\nspec: {policyName: refuse-head-write, validationActions: [Deny]}\n"
+          "EOF");
+  // The policy takes effect a moment later; a server-side dry run goes through admission.
+  auto head_refused = [&] {
+    return run(peers_bin() + "/kubectl --kubeconfig " + shell_quote(kubeconfig_) + " -n " + kNs +
+               " annotate --dry-run=server --overwrite configmap " + head + " probe=1 2>&1")
+               .exit_code != 0;
+  };
+  for (int i = 0; i < 100 && !head_refused(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(head_refused());
   EXPECT_FALSE(s.save_state("known-111111111111-us-east-1", second));
   EXPECT_NE(kubectl("get configmaps -n ferry-system -o name").find("-b-0"), std::string::npos);
   EXPECT_EQ(*s.load_state("known-111111111111-us-east-1"), first);
+  kubectl("delete validatingadmissionpolicybinding refuse-head-write");
+  for (int i = 0; i < 100 && head_refused(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_OK(s.save_state("known-111111111111-us-east-1", second));
   EXPECT_EQ(*store(1000).load_state("known-111111111111-us-east-1"), second);
 

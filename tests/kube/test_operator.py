@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""End-to-end tests of `ferry operator` against the Kubernetes API server double, driven by real kubectl.
+"""End-to-end tests of `ferry operator` against a real kube-apiserver and etcd, driven by real kubectl.
 
-Each test starts the double and the operator (`ferry operator --kubeconfig`) as subprocesses on free
-loopback ports and stops them by PID, even when the test fails. FERRY_BINARY names the binary.
+Each test starts a control plane (tests/support/kube_control_plane.py) and the operator
+(`ferry operator --kubeconfig`) as processes on free loopback ports and stops them by PID, even when
+the test fails. Which requests the operator made is read from the API server's audit log.
+FERRY_BINARY names the binary.
 """
 import base64
 import http.server
@@ -12,7 +14,6 @@ import pathlib
 import shutil
 import signal
 import socket
-import select
 import ssl
 import subprocess
 import sys
@@ -26,11 +27,8 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from testproc import free_port, stop_pid  # noqa: E402
-DOUBLE = ROOT / "tests" / "support" / "kube_apiserver_double.py"
-CRDS = ROOT / "crds"
+from kube_control_plane import ControlPlane, Pki, peer  # noqa: E402
 EXAMPLES = ROOT / "examples"
-KUBECTL = "/usr/bin/kubectl"
-PYTHON = "/usr/bin/python3"
 FERRY = os.environ.get("FERRY_BINARY", str(ROOT / "build-op" / "operator" / "ferry"))
 GROUP = "/apis/ferry.dev/v1alpha1"
 
@@ -67,54 +65,6 @@ class StubRegistry(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
-class TlsProxy:
-    """TLS in front of the (plain HTTP) double, so the operator's client is tested with TLS verification."""
-
-    def __init__(self, target_port, certfile, keyfile):
-        self.target_port = target_port
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(certfile, keyfile)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        threading.Thread(target=self.accept_loop, daemon=True).start()
-
-    def accept_loop(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn):
-        try:
-            tls = self.ctx.wrap_socket(conn, server_side=True)
-        except (ssl.SSLError, OSError):
-            conn.close()
-            return
-        upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        try:
-            while not self.stopped:
-                readable = [tls] if tls.pending() else select.select([tls, upstream], [], [], 0.5)[0]
-                for src in readable:
-                    data = src.recv(65536)
-                    if not data:
-                        return
-                    (upstream if src is tls else tls).sendall(data)
-        except OSError:
-            pass
-        finally:
-            tls.close()
-            upstream.close()
-
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-
-
 class Operator:
     def __init__(self, test, *extra, kubeconfig=None):
         self.health = free_port()
@@ -145,30 +95,22 @@ class Operator:
 
 
 class OperatorTestCase(unittest.TestCase):
+    apiserver_args = ()
+
     def setUp(self):
         self.assertTrue(os.access(FERRY, os.X_OK), f"no ferry binary at {FERRY}; set FERRY_BINARY")
         self.tmp = tempfile.mkdtemp(prefix="ferry-operator-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.kubeconfig = os.path.join(self.tmp, "kubeconfig")
-        self.double_log = open(os.path.join(self.tmp, "double.stderr"), "w")
-        self.addCleanup(self.double_log.close)
-        self.double = subprocess.Popen(
-            [PYTHON, str(DOUBLE), "--port", "0", "--kubeconfig-out", self.kubeconfig, "--bookmark-interval", "0.5"],
-            stdout=subprocess.PIPE, stderr=self.double_log, text=True)
-        self.addCleanup(stop_pid, self.double)
-        line = self.double.stdout.readline()
-        self.assertTrue(line.startswith("LISTENING 127.0.0.1:"), f"double did not start: {line!r}")
-        self.base = "http://127.0.0.1:" + line.strip().rsplit(":", 1)[1]
+        self.cp = ControlPlane(self.tmp, apiserver_args=self.apiserver_args)
+        self.addCleanup(self.cp.stop)
+        self.cp.start()
+        self.kubeconfig = self.cp.kubeconfig
         self.stub = StubRegistry()
         self.addCleanup(self.stub.stop)
-        self.kubectl("apply", "-f", str(CRDS))
-        self.kubectl("create", "-f", "-", stdin=json.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ferry-system"}}))
 
     # ------------------------------------------------------------------ helpers
     def kubectl(self, *args, check=True, stdin=None, timeout=60):
-        cmd = [KUBECTL, "--kubeconfig", self.kubeconfig, "--cache-dir", os.path.join(self.tmp, "cache"), *args]
-        res = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
+        res = self.cp.kubectl(*args, stdin=stdin, check=False, timeout=timeout)
         if check and res.returncode != 0:
             self.fail(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res
@@ -188,13 +130,6 @@ class OperatorTestCase(unittest.TestCase):
                 return last
             time.sleep(0.2)
         self.fail(f"timed out waiting for {what} (last: {last!r})")
-
-    def http(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read() or b"null")
 
     def start_operator(self, *extra, kubeconfig=None):
         op = Operator(self, "--webhook-port", "0", *extra, kubeconfig=kubeconfig)
@@ -226,8 +161,24 @@ class OperatorTestCase(unittest.TestCase):
             "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
             "Resource": f"arn:aws:ecr:{region}:{account}:repository/*"})
 
-    def requests(self):
-        return self.http("GET", "/__double/requests")
+    def operator_requests(self, verb=None, resource=None, name=None, subresource=None):
+        """The operator's requests as the API server's audit log has them."""
+        out = []
+        for e in self.cp.audit(user_agent_prefix="ferry-operator/"):
+            ref = e.get("objectRef", {})
+            if (verb and e["verb"] != verb) or (resource and ref.get("resource") != resource) or \
+                    (name and ref.get("name") != name) or (subresource is not None and ref.get("subresource", "") != subresource):
+                continue
+            out.append(e)
+        return out
+
+    def kstatus(self, resources):
+        """Health as Flux and Argo CD compute it (sigs.k8s.io/cli-utils kstatus, tests/kstatus):
+        {"Kind/name": "Current" | "InProgress" | "Failed" | ...}."""
+        objs = self.kubectl("get", resources, "-o", "json").stdout
+        res = subprocess.run([peer("ferry-kstatus")], input=objs, capture_output=True, text=True, timeout=30)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        return {line.split(" ")[0]: line.split(" ")[1] for line in res.stdout.splitlines()}
 
     def validate_output(self, obj):
         path = os.path.join(self.tmp, "invalid.json")
@@ -266,7 +217,12 @@ class StatusConditions(OperatorTestCase):
         self.eventually(lambda: self.jsonpath(
             "registry/acct-a-us-east-1", '{.status.conditions[?(@.type=="Reconciling")].status}') == "True",
             "unreachable example registry reported Reconciling")
-        # Printer columns come from the CRDs (the double answers kubectl's Table request).
+        # GitOps health: Ready objects are Current, a Registry still reconciling is InProgress.
+        health = self.kstatus("registries,registrypolicies,replicationconfigs")
+        for name in ("Registry/src", "Registry/dst", "RegistryPolicy/other-policy", "ReplicationConfig/cfg"):
+            self.assertEqual(health[name], "Current", health)
+        self.assertEqual(health["Registry/acct-a-us-east-1"], "InProgress", health)
+        # Printer columns come from the CRDs (the API server answers kubectl's Table request).
         table = self.kubectl("get", "replicationconfigs").stdout
         self.assertIn("READY", table.splitlines()[0])
         self.assertRegex(table, r"(?m)^cfg\s+111111111111\s+us-east-1\s+True")
@@ -283,13 +239,17 @@ class StatusConditions(OperatorTestCase):
             "replicationconfig/cfg", '{.status.conditions[?(@.type=="Ready")].observedGeneration}'), "2")
         # Status writes only when something changed: no status PUT while nothing changes.
         time.sleep(1)
-        before = [r for r in self.requests() if r["method"] == "PUT" and r["path"].endswith("/status")]
+        before = self.operator_requests("update", subresource="status") + self.operator_requests("patch", subresource="status")
         time.sleep(2)
-        after = [r for r in self.requests() if r["method"] == "PUT" and r["path"].endswith("/status")]
+        after = self.operator_requests("update", subresource="status") + self.operator_requests("patch", subresource="status")
+        self.assertTrue(before, "no status write seen in the audit log")
         self.assertEqual(len(before), len(after), "status rewritten without a change")
-        # Events were recorded through events.k8s.io/v1.
-        self.assertTrue(any(r["method"] == "POST" and r["path"].startswith("/apis/events.k8s.io/v1/namespaces/default/events")
-                            for r in self.requests()))
+        # Events were recorded through events.k8s.io/v1, and the API server accepted them.
+        events = [e for e in self.operator_requests("create", resource="events")
+                  if e["objectRef"].get("apiGroup") == "events.k8s.io"]
+        self.assertTrue(events, "no events.k8s.io Event created")
+        self.assertTrue(all(e["responseStatus"]["code"] == 201 for e in events),
+                        [e["responseStatus"] for e in events])
         self.assertNotIn("password", op.text())
 
     def test_registry_credentials_are_checked_and_never_logged(self):
@@ -321,15 +281,36 @@ class StatusConditions(OperatorTestCase):
             self.assertNotIn(leaked, self.kubectl("get", "registries,replicationconfigs", "-o", "json").stdout)
 
     def test_status_write_retries_on_conflict(self):
+        # A concurrent writer: while the operator writes status for a new generation, another client
+        # keeps changing the object's labels, so the operator's write carries an old resourceVersion
+        # and gets 409 Conflict from the API server. The operator must re-read and write again.
         self.apply(self.allow_policy("p", "222222222222", "eu-west-1"))
-        self.http("POST", "/__double/fail", {"pathPrefix": f"{GROUP}/registrypolicies/p/status", "method": "PUT",
-                                             "status": 409, "reason": "Conflict", "count": 2,
-                                             "message": "the object has been modified"})
         self.start_operator()
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy/p", "--timeout=30s")
-        puts = [r["status"] for r in self.requests()
-                if r["method"] == "PUT" and r["path"] == f"{GROUP}/registrypolicies/p/status"]
-        self.assertEqual(puts[:3], [409, 409, 200])
+        path = f"{GROUP}/registrypolicies/p"
+        merge = "application/merge-patch+json"
+
+        def status_writes():
+            return [e for e in self.operator_requests(resource="registrypolicies", name="p", subresource="status")
+                    if e["verb"] in ("update", "patch")]
+        for generation in range(2, 40):
+            sid = f"Gen{generation}"
+            code, _ = self.cp.request("PATCH", path, {"spec": {"policy": {"Statement": [{
+                "Sid": sid, "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+                "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
+                "Resource": "arn:aws:ecr:eu-west-1:222222222222:repository/*"}]}}}, content_type=merge)
+            self.assertEqual(code, 200)
+            for i in range(40):
+                self.cp.request("PATCH", path, {"metadata": {"labels": {"writer": f"w{generation}-{i}"}}},
+                                content_type=merge)
+            if any(e["responseStatus"]["code"] == 409 for e in status_writes()):
+                break
+        codes = [e["responseStatus"]["code"] for e in status_writes()]
+        self.assertIn(409, codes, "no conflicting write happened; the test did not test anything")
+        self.eventually(lambda: self.jsonpath("registrypolicy/p", "{.status.observedGeneration}") == str(generation),
+                        f"observedGeneration {generation} after the conflicts")
+        first = codes.index(409)
+        self.assertIn(200, codes[first:], f"no successful status write after a 409: {codes}")
 
     def test_invalid_resource_is_stalled_with_the_validation_message(self):
         bad = self.policy("conditional", "222222222222", "eu-west-1", {
@@ -343,6 +324,7 @@ class StatusConditions(OperatorTestCase):
                                        '{.status.conditions[?(@.type=="Stalled")].message}'), expected)
         self.assertEqual(self.jsonpath("registrypolicy/conditional",
                                        '{.status.conditions[?(@.type=="Ready")].status}'), "False")
+        self.assertEqual(self.kstatus("registrypolicy/conditional"), {"RegistryPolicy/conditional": "Failed"})
         # Fixing it makes it Ready and clears Stalled.
         fixed = self.allow_policy("conditional", "222222222222", "eu-west-1")
         self.kubectl("replace", "-f", "-", stdin=json.dumps(
@@ -354,27 +336,33 @@ class StatusConditions(OperatorTestCase):
 
 
 class Watches(OperatorTestCase):
-    # Only the operator's requests: kubectl wait lists and watches too.
+    # The operator talks to the API server through a TCP proxy, so a test can cut its watches.
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.cp.proxy()
+        self.addCleanup(self.proxy.stop)
+        self.proxied = self.cp.write_kubeconfig(os.path.join(self.tmp, "proxied.kubeconfig"),
+                                                f"https://127.0.0.1:{self.proxy.port}",
+                                                cert=(self.cp.admin_crt, self.cp.admin_key))
+
     def list_calls(self, plural):
-        return [r for r in self.requests() if r["method"] == "GET" and r["path"] == f"{GROUP}/{plural}"
-                and r["userAgent"].startswith("ferry-operator/") and r["query"].get("watch") not in ("true", "1")]
+        return self.operator_requests("list", resource=plural)
 
     def watch_calls(self, plural):
-        return [r for r in self.requests() if r["method"] == "GET" and r["path"] == f"{GROUP}/{plural}"
-                and r["userAgent"].startswith("ferry-operator/") and r["query"].get("watch") in ("true", "1")]
+        return self.operator_requests("watch", resource=plural)
 
-    def wait_watches(self, n=4):
-        self.eventually(lambda: len(self.http("GET", "/__double/watches")) >= n, "operator watches")
+    def wait_watches(self, plural="registrypolicies"):
+        self.eventually(lambda: self.watch_calls(plural), f"the operator's watch on {plural}")
 
     def test_dropped_watch_resumes_without_missing_an_update(self):
         self.apply(self.allow_policy("p", "222222222222", "eu-west-1"))
-        self.start_operator()
+        self.start_operator(kubeconfig=self.proxied)
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy/p", "--timeout=30s")
         self.wait_watches()
         lists = len(self.list_calls("registrypolicies"))
         watches = len(self.watch_calls("registrypolicies"))
-        self.assertEqual(self.http("POST", "/__double/drop-watches", {"mode": "close"})["dropped"] >= 4, True)
-        # Changed while no watch is open: the resumed watch must replay it.
+        self.assertGreaterEqual(self.proxy.cut(), 1)
+        # Changed right after the cut: the resumed watch must deliver it.
         self.kubectl("patch", "registrypolicy/p", "--type=merge", "-p",
                      json.dumps({"spec": {"policy": {"Statement": [{"Effect": "Allow", "Principal": "*",
                                                                     "Action": "ecr:*", "Resource": "*",
@@ -382,45 +370,45 @@ class Watches(OperatorTestCase):
         self.kubectl("wait", "--for=condition=Stalled", "registrypolicy/p", "--timeout=30s")
         self.assertEqual(self.jsonpath("registrypolicy/p", "{.status.observedGeneration}"), "2")
         resumed = self.watch_calls("registrypolicies")[watches:]
-        self.assertTrue(resumed, "no new watch after the drop")
-        self.assertTrue(resumed[0]["query"].get("resourceVersion"), "the watch did not resume from a version")
-        self.assertEqual(len(self.list_calls("registrypolicies")), lists, "a closed watch must not re-list")
+        self.assertTrue(resumed, "no new watch after the cut")
+        self.assertIn("resourceVersion=", resumed[0]["requestURI"], "the watch did not resume from a version")
+        self.assertNotIn("resourceVersion=0&", resumed[0]["requestURI"] + "&")
+        self.assertEqual(len(self.list_calls("registrypolicies")), lists, "a cut watch must not re-list")
+
+
+class ExpiredWatch(OperatorTestCase):
+    # With the watch cache off, watches are served by etcd, so compacting etcd makes a watch that
+    # resumes from an older resourceVersion fail with 410 Gone.
+    apiserver_args = ("--watch-cache=false",)
 
     def test_expired_resource_version_makes_the_operator_relist(self):
+        proxy = self.cp.proxy()
+        self.addCleanup(proxy.stop)
+        proxied = self.cp.write_kubeconfig(os.path.join(self.tmp, "proxied.kubeconfig"),
+                                           f"https://127.0.0.1:{proxy.port}",
+                                           cert=(self.cp.admin_crt, self.cp.admin_key))
         self.apply(self.allow_policy("p", "222222222222", "eu-west-1"))
-        self.start_operator()
+        self.start_operator(kubeconfig=proxied)
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy/p", "--timeout=30s")
-        self.wait_watches()
-        lists = len(self.list_calls("registrypolicies"))
-        self.http("POST", "/__double/expire", {})
-        self.http("POST", "/__double/drop-watches", {"mode": "close"})
-        self.eventually(lambda: len(self.list_calls("registrypolicies")) > lists, "a re-list after 410")
+        self.eventually(lambda: self.operator_requests("watch", resource="registrypolicies"), "a watch")
+        lists = len(self.operator_requests("list", resource="registrypolicies"))
+        proxy.block()  # the API server is unreachable for the operator
         self.apply(self.allow_policy("q", "333333333333", "eu-west-1", principal="222222222222"))
+        self.cp.compact_etcd()
+        proxy.unblock()
+        self.eventually(lambda: len(self.operator_requests("list", resource="registrypolicies")) > lists,
+                        "a re-list after 410 Gone")
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy/q", "--timeout=30s")
 
 
 class Tls(OperatorTestCase):
-    def test_api_server_over_tls_is_verified(self):
-        certs = os.path.join(self.tmp, "apiserver")
-        os.makedirs(certs)
-        crt, key = os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=apiserver-double", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", key, "-out", crt], check=True, capture_output=True)
-        proxy = TlsProxy(int(self.base.rsplit(":", 1)[1]), crt, key)
-        self.addCleanup(proxy.stop)
-
-        def kubeconfig(name, cluster):
-            path = os.path.join(self.tmp, name)
-            with open(path, "w") as f:
-                json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "tls",
-                           "clusters": [{"name": "tls", "cluster": {"server": f"https://127.0.0.1:{proxy.port}", **cluster}}],
-                           "contexts": [{"name": "tls", "context": {"cluster": "tls", "user": "u"}}],
-                           "users": [{"name": "u", "user": {"token": "double-token"}}]}, f)
-            return path
-        trusted = kubeconfig("trusted", {"certificate-authority": crt})
-        untrusted = kubeconfig("untrusted", {})  # system roots only: the self-signed server must be refused
-
+    def test_api_server_certificate_is_verified(self):
+        untrusted = os.path.join(self.tmp, "untrusted.kubeconfig")
+        with open(self.kubeconfig) as f:
+            cfg = json.load(f)
+        del cfg["clusters"][0]["cluster"]["certificate-authority"]  # system roots only: refused
+        with open(untrusted, "w") as f:
+            json.dump(cfg, f)
         self.apply(self.allow_policy("p", "222222222222", "eu-west-1"))
         bad = Operator(self, "--webhook-port", "0", kubeconfig=untrusted)
         self.eventually(lambda: "certificate verify failed" in bad.text(), "a TLS verification failure")
@@ -428,7 +416,7 @@ class Tls(OperatorTestCase):
         self.assertEqual(self.jsonpath("registrypolicy/p", "{.status}"), "")
         stop_pid(bad.proc)
 
-        self.start_operator(kubeconfig=trusted)
+        self.start_operator()  # the test CA in the kubeconfig: verified and trusted
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy/p", "--timeout=30s")
 
 
@@ -535,6 +523,74 @@ class Webhook(OperatorTestCase):
         os.replace(os.path.join(certs, "tls.crt.new"), os.path.join(certs, "tls.crt"))
         self.assertEqual(served(), second)
         self.assertIn("TLS certificate not reloaded", op.text())
+
+
+class ApiServerWebhook(OperatorTestCase):
+    def test_the_api_server_calls_the_webhook_which_refuses_with_the_validate_message(self):
+        pki = Pki(os.path.join(self.tmp, "webhook-pki"))
+        certs = os.path.join(self.tmp, "webhook-certs")
+        os.makedirs(certs)
+
+        def install(n):  # a certificate from the CA in caBundle, renamed into place as kubelet does
+            crt, key = pki.issue(f"webhook{n}", f"/CN=ferry-webhook-{n}", san="IP:127.0.0.1")
+            for src, name in ((key, "tls.key"), (crt, "tls.crt")):
+                shutil.copy(src, os.path.join(certs, name + ".new"))
+                os.replace(os.path.join(certs, name + ".new"), os.path.join(certs, name))
+            return ssl.PEM_cert_to_DER_cert(pathlib.Path(crt).read_text())
+        first = install(1)
+        port = free_port()
+        op = Operator(self, "--webhook-port", str(port), "--webhook-host", "127.0.0.1", "--webhook-cert-dir", certs)
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+
+        def served():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                    with unverified.wrap_socket(raw) as tls:
+                        return tls.getpeercert(binary_form=True)
+            except OSError:
+                self.assertIsNone(op.proc.poll(), op.text())
+                return None
+        self.assertEqual(self.eventually(served, "the webhook"), first)
+        with open(pki.ca_crt, "rb") as f:
+            ca_bundle = base64.b64encode(f.read()).decode()
+        self.apply({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                    "metadata": {"name": "ferry-test"},
+                    "webhooks": [{"name": "validate.ferry.dev",
+                                  "clientConfig": {"url": f"https://127.0.0.1:{port}/validate", "caBundle": ca_bundle},
+                                  "rules": [{"apiGroups": ["ferry.dev"], "apiVersions": ["v1alpha1"],
+                                             "operations": ["CREATE", "UPDATE"], "resources": ["*"],
+                                             "scope": "Cluster"}],
+                                  "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                                  "failurePolicy": "Fail", "timeoutSeconds": 10}]})
+        # What the CRD schema cannot say (it runs before the webhook and would refuse e.g. 101
+        # filters itself): a destination that is the source, one across partitions.
+        bad = self.config("to-itself", "111111111111", "us-east-1",
+                          [("111111111111", "us-east-1"), ("111111111111", "cn-north-1")])
+        expected = self.validate_output(bad)
+
+        def refused():
+            res = self.kubectl("apply", "-f", "-", stdin=json.dumps(bad), check=False)
+            self.assertNotEqual(res.returncode, 0, "the API server accepted an invalid ReplicationConfig")
+            return res.stderr
+        # Registration takes effect a moment after the create; until then the schema's own check answers.
+        message = self.eventually(lambda: (lambda e: e if "denied the request" in e else None)(refused()),
+                                  "the webhook's refusal")
+        self.assertIn('admission webhook "validate.ferry.dev" denied the request: ' + expected, message)
+        self.assertIn("a registry cannot replicate to itself", message)
+        # A valid object goes through the webhook too (as the API server sends it: managedFields, uid...).
+        self.apply(self.config("fine", "111111111111", "us-east-1", [("111111111111", "us-west-2")]))
+        self.kubectl("patch", "replicationconfig/fine", "--type=merge", "-p",
+                     json.dumps({"metadata": {"labels": {"team": "a"}}}))
+        # The certificate is renewed: the API server's next connections meet the new one, still trusted.
+        second = install(2)
+        self.assertEqual(self.eventually(lambda: (lambda c: c if c == second else None)(served()),
+                                         "the renewed certificate"), second)
+        bad["metadata"]["name"] = "still-to-itself"
+        self.assertIn("replication cannot cross partitions", refused())
+        self.apply(self.config("fine-too", "111111111111", "us-east-2", [("111111111111", "us-west-2")]))
+        self.assertIsNone(op.proc.poll(), op.text())
 
 
 class Lifecycle(OperatorTestCase):

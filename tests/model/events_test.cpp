@@ -90,6 +90,9 @@ TEST(Clock, Rfc3339RoundTripAndForms) {
   auto nanos = parse_rfc3339("2026-11-28T14:00:00.123456789Z");
   ASSERT_TRUE(nanos);
   EXPECT_EQ(format_rfc3339(*nanos, true), "2026-11-28T14:00:00.123Z");
+  // Kubernetes MicroTime: exactly six fractional digits, or the API server refuses the object.
+  EXPECT_EQ(format_micro_time(*nanos), "2026-11-28T14:00:00.123456Z");
+  EXPECT_EQ(format_micro_time(*parse_rfc3339("2026-11-28T14:00:00Z")), "2026-11-28T14:00:00.000000Z");
   EXPECT_LT(*t, *nanos);
   auto offset = parse_rfc3339("2026-11-28T15:30:00+01:30");
   ASSERT_TRUE(offset);
