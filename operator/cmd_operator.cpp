@@ -362,6 +362,25 @@ int run_operator(int argc, char** argv) {
                            out.status, out.message);
             }
             return operator_::HttpResponse{out.status, "text/plain; charset=utf-8", out.message + "\n"};
+          },
+          std::size_t{1} << 20, std::nullopt,
+          // Decided from the headers, before the body is read (SPEC §6): a request without the
+          // token is refused whatever its size.
+          [&](const operator_::HttpRequest& r) -> std::optional<operator_::HttpResponse> {
+            constexpr std::string_view kEvents = "/registry-events/";
+            if (!r.path.starts_with(kEvents))
+              return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
+            if (r.method != "POST")
+              return operator_::HttpResponse{405, "text/plain; charset=utf-8", "use POST\n"};
+            if (!engine_running) {
+              return operator_::HttpResponse{503, "text/plain; charset=utf-8",
+                                             "not the leader, or starting; retry later\n"};
+            }
+            auto out = engine.authenticate_notification(r.path.substr(kEvents.size()), r.authorization);
+            if (!out) return std::nullopt;
+            spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", r.path, out->status,
+                         out->message);
+            return operator_::HttpResponse{out->status, "text/plain; charset=utf-8", out->message + "\n"};
           });
       spdlog::info("msg=\"serving registry notifications\" address={}:{} path=/registry-events/{{registryName}}",
                    addr->substr(0, addr->rfind(':')), events_server->port());

@@ -136,8 +136,19 @@ int run_run(int argc, char** argv) {
     }
     return {404, "text/plain; charset=utf-8", "not found: " + req.path + "\n"};
   };
+  // Registry events are authenticated from the headers, before the body is read (SPEC §6).
+  auto header_check = [&](const operator_::HttpRequest& req) -> std::optional<operator_::HttpResponse> {
+    constexpr std::string_view kEvents = "/registry-events/";
+    if (!req.path.starts_with(kEvents)) return std::nullopt;
+    if (req.method != "POST") return operator_::HttpResponse{405, "text/plain; charset=utf-8", "use POST\n"};
+    auto out = engine.authenticate_notification(req.path.substr(kEvents.size()), req.authorization);
+    if (!out) return std::nullopt;
+    spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", req.path, out->status, out->message);
+    return operator_::HttpResponse{out->status, "text/plain; charset=utf-8", out->message + "\n"};
+  };
   try {
-    server = std::make_unique<operator_::HttpServer>(io, listen, handler);
+    server = std::make_unique<operator_::HttpServer>(io, listen, handler, std::size_t{1} << 20, std::nullopt,
+                                                     header_check);
   } catch (const std::exception& e) {
     std::cerr << "ferry run: " << e.what() << "\n";
     return 2;

@@ -11,7 +11,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
+#include <array>
 #include <set>
+#include <type_traits>
 #include <spdlog/spdlog.h>
 #include <stdexcept>
 
@@ -24,6 +26,10 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
+// After a refusal sent before the body was read: how long, and how much, of what the client
+// still sends is read and dropped before the connection closes.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 16 << 20;
 
 namespace {
 
@@ -46,14 +52,15 @@ HttpRequest to_request(http::request<http::string_body>& req) {
 }  // namespace
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  Impl(asio::io_context& io, Handler h, std::size_t max_body)
-      : acceptor(io), handler(std::move(h)), max_body_bytes(max_body) {}
+  Impl(asio::io_context& io, Handler h, std::size_t max_body, HeaderCheck check)
+      : acceptor(io), handler(std::move(h)), header_check(std::move(check)), max_body_bytes(max_body) {}
 
   tcp::acceptor acceptor;
   std::optional<TlsFiles> tls_files;
   std::shared_ptr<ssl::context> tls;  // the pair in use; sessions keep theirs
   std::string tls_stamp;              // size and mtime of both files when `tls` was loaded
   Handler handler;
+  HeaderCheck header_check;
   std::size_t max_body_bytes;
   std::set<std::shared_ptr<beast::tcp_stream>> connections;  // the TCP layer of each connection
   bool stopped = false;
@@ -140,26 +147,83 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     connections.erase(lowest);
   }
 
-  // Read a request (bounded body), call the handler, write the answer; while kept alive.
+  // An answer decided before the body was read: sent with Connection: close, then what the client
+  // still sends of its body is dropped (bounded in time and bytes) so that it reads the answer
+  // instead of a connection reset.
+  template <typename Stream>
+  asio::awaitable<void> refuse(Stream& stream, beast::tcp_stream& lowest, const HttpResponse& out,
+                               unsigned version) {
+    http::response<http::string_body> res{static_cast<http::status>(out.status), version};
+    res.set(http::field::server, "ferry");
+    res.set(http::field::content_type, out.content_type);
+    res.body() = out.body;
+    res.keep_alive(false);
+    res.prepare_payload();
+    lowest.expires_after(kRequestTimeout);
+    auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+    (void)wn;
+    if (wec) co_return;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      beast::error_code ignored;
+      lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    lowest.expires_after(kLingerTime);
+    std::array<char, 16384> sink;
+    for (std::size_t dropped = 0; dropped < kLingerBytes && !stopped;) {
+      auto [rec, k] = co_await stream.async_read_some(asio::buffer(sink), tuple_awaitable);
+      if (rec) break;
+      dropped += k;
+    }
+  }
+
+  static HttpResponse too_large(std::size_t max_body_bytes) {
+    return {413, "text/plain; charset=utf-8", "request body exceeds " + std::to_string(max_body_bytes) + " bytes\n"};
+  }
+
+  // Read a request's header, let header_check refuse it, read the bounded body, call the
+  // handler, write the answer; while kept alive.
   template <typename Stream>
   asio::awaitable<void> serve_requests(Stream& stream, beast::tcp_stream& lowest) {
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
-      parser.body_limit(max_body_bytes);
+      parser.body_limit(boost::none);  // checked below, once the header was looked at
       lowest.expires_after(kRequestTimeout);
-      auto [ec, n] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
-      (void)n;
-      if (ec) {
-        if (ec == http::error::body_limit) {
-          http::response<http::string_body> res{http::status::payload_too_large, 11};
-          res.set(http::field::content_type, "text/plain; charset=utf-8");
-          res.body() = "request body exceeds " + std::to_string(max_body_bytes) + " bytes\n";
-          res.prepare_payload();
-          res.keep_alive(false);
-          co_await http::async_write(stream, res, tuple_awaitable);
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+      (void)hn;
+      if (hec) co_return;
+      const unsigned version = parser.get().version();
+      std::optional<HttpResponse> early;
+      if (header_check) {
+        HttpRequest head = to_request(parser.get());
+        try {
+          early = header_check(head);
+        } catch (const std::exception& e) {
+          spdlog::error("msg=\"header check failed\" path={} error=\"{}\"", head.path, e.what());
+          early = HttpResponse{500, "text/plain; charset=utf-8", "internal error\n"};
         }
+      }
+      if (!early && parser.content_length() && *parser.content_length() > max_body_bytes) {
+        early = too_large(max_body_bytes);
+      }
+      if (early) {
+        co_await refuse(stream, lowest, *early, version);
         co_return;
+      }
+      parser.body_limit(max_body_bytes);  // chunked bodies: enforced as they arrive
+      if (!parser.is_done()) {
+        if (version >= 11 && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, version};
+          auto [cec, cn] = co_await http::async_write(stream, cont, tuple_awaitable);
+          (void)cn;
+          if (cec) co_return;
+        }
+        auto [ec, n] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+        (void)n;
+        if (ec) {
+          if (ec == http::error::body_limit) co_await refuse(stream, lowest, too_large(max_body_bytes), version);
+          co_return;
+        }
       }
       auto& req = parser.get();
       HttpRequest in = to_request(req);
@@ -185,8 +249,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 };
 
 HttpServer::HttpServer(asio::io_context& io, const std::string& listen, Handler handler,
-                       std::size_t max_body_bytes, std::optional<TlsFiles> tls)
-    : impl_(std::make_shared<Impl>(io, std::move(handler), max_body_bytes)) {
+                       std::size_t max_body_bytes, std::optional<TlsFiles> tls, HeaderCheck header_check)
+    : impl_(std::make_shared<Impl>(io, std::move(handler), max_body_bytes, std::move(header_check))) {
   boost::system::error_code ec;
   if (tls) {
     impl_->tls_stamp = Impl::stamp_of(*tls);

@@ -17,6 +17,7 @@
 #include <boost/url/parse.hpp>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -65,6 +66,28 @@ asio::awaitable<void> for_each_bounded(std::size_t n, std::size_t width, F fn) {
     });
   }
   if (active > 0) co_await done.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+// A copy that failed because the source does not have what the push names (a 404 from the
+// source registry) fails at once: no retry can make it appear (S20, SPEC §6). Returns the
+// failure code and a message saying what was not found where; nullopt for any other failure.
+std::optional<std::pair<std::string, std::string>> permanent_source_failure(const registry::Error& e,
+                                                                            const model::ImageSource& src,
+                                                                            const std::string& source_host) {
+  if (!e.at_source || e.kind != registry::ErrorKind::NotFound) return std::nullopt;
+  const std::string where = "repository " + src.repository_name + " at source " + src.registry_id + "/" +
+                            src.region + " (" + source_host + ")";
+  const std::string digest = e.digest.empty() ? src.image_digest : e.digest;
+  const bool blob = e.code == "BLOB_UNKNOWN" || (e.code.empty() && e.operation.find("blob") != std::string::npos);
+  if (e.code == "NAME_UNKNOWN") {
+    return std::pair{std::string(model::kSourceRepositoryUnknown), where + " not found: " + e.to_string()};
+  }
+  if (blob) {
+    return std::pair{std::string(model::kSourceBlobUnknown),
+                     "blob " + digest + " not found in " + where + ": " + e.to_string()};
+  }
+  return std::pair{std::string(model::kSourceManifestUnknown),
+                   "manifest " + digest + " not found in " + where + ": " + e.to_string()};
 }
 
 // State-file key for a registry's polling baseline.
@@ -384,23 +407,31 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     return {};
   }
 
-  NotificationOutcome on_notification(const std::string& registry_name, const std::string& content_type,
-                                      const std::string& authorization, const std::string& body) {
+  std::optional<NotificationOutcome> authenticate_notification(const std::string& registry_name,
+                                                               const std::string& authorization) const {
     const model::Registry* reg = index.registry_named(registry_name);
-    if (!reg) return {404, "no Registry named \"" + registry_name + "\""};
+    if (!reg) return NotificationOutcome{404, "no Registry named \"" + registry_name + "\""};
     if (reg->spec.notifications_token_secret_ref) {
       const auto& ref = *reg->spec.notifications_token_secret_ref;
       const model::Secret* s = index.secret(ref);
       auto tok = s ? s->data.find("token") : decltype(s->data.end()){};
       if (!s || tok == s->data.end()) {
-        return {503, "notification token Secret " + ref.namespace_ + "/" + ref.name + " not found or has no token key"};
+        return NotificationOutcome{
+            503, "notification token Secret " + ref.namespace_ + "/" + ref.name + " not found or has no token key"};
       }
       const std::string expected = "Bearer " + tok->second;
       bool same = expected.size() == authorization.size();
       unsigned char diff = 0;
       for (std::size_t i = 0; same && i < expected.size(); ++i) diff |= expected[i] ^ authorization[i];
-      if (!same || diff != 0) return {401, "missing or wrong bearer token"};
+      if (!same || diff != 0) return NotificationOutcome{401, "missing or wrong bearer token"};
     }
+    return std::nullopt;
+  }
+
+  NotificationOutcome on_notification(const std::string& registry_name, const std::string& content_type,
+                                      const std::string& authorization, const std::string& body) {
+    if (auto refused = authenticate_notification(registry_name, authorization)) return *refused;
+    const model::Registry* reg = index.registry_named(registry_name);
     if (!model::is_notification_content_type(content_type)) {
       return {415, "content type \"" + content_type +
                        "\" is not application/vnd.docker.distribution.events.v1+json or v2+json"};
@@ -530,7 +561,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const auto dst_ep_opt = find_endpoint(dest);
     if (!src_ep || !model::region_enabled(index, src_key)) {
       finish(name, dest, model::kFailed, std::string(model::kRegionNotEnabled),
-             "RegionNotEnabled: source region " + src.region + " is not enabled for account " + src.registry_id, true);
+             "RegionNotEnabled: source region " + src.region + " is not enabled for account " + src.registry_id, false);
       co_return;
     }
     if (st->authorized_by.empty()) {
@@ -551,7 +582,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       st = status_of(it->second, dest);
       if (!st) co_return;
       if (!auth.allowed) {
-        finish(name, dest, model::kFailed, auth.failure_code, auth.message, true);
+        finish(name, dest, model::kFailed, auth.failure_code, auth.message, false);
         co_return;
       }
       if (!exists && !repository_settings(dest, src.repository_name)) {
@@ -570,12 +601,12 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     }
     if (!dst_ep_opt) {
       finish(name, dest, model::kFailed, std::string(model::kRegionNotEnabled),
-             "RegionNotEnabled: no Registry for " + key_text(dest), true);
+             "RegionNotEnabled: no Registry for " + key_text(dest), false);
       co_return;
     }
     if (!src_ep->error.empty() || !dst_ep_opt->error.empty()) {
       finish(name, dest, model::kFailed, std::string(model::kReplicationFailed),
-             !src_ep->error.empty() ? src_ep->error : dst_ep_opt->error, true);
+             !src_ep->error.empty() ? src_ep->error : dst_ep_opt->error, false);
       co_return;
     }
     const Endpoint src_ep_v = *src_ep;
@@ -615,6 +646,10 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const auto after = copier_now->stats().bytes_copied;
     if (after > before) bytes.Increment(static_cast<double>(after - before));
     if (!result) {
+      if (auto permanent = permanent_source_failure(result.error(), src, src_ep_v.host)) {
+        finish(name, dest, model::kFailed, std::move(permanent->first), std::move(permanent->second), false);
+        co_return;
+      }
       co_await retry_or_fail(name, dest, result.error().to_string());
       co_return;
     }
@@ -627,7 +662,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     if (n >= opts.max_attempts || stopped) {
       if (!stopped) {
         finish(name, dest, model::kFailed, std::string(model::kReplicationFailed),
-               error + " (after " + std::to_string(n) + " attempts)", true);
+               error + " (after " + std::to_string(n) + " attempts)", false);
       }
       co_return;
     }
@@ -832,6 +867,11 @@ void ReplicationEngine::stop() {
 }
 
 std::size_t ReplicationEngine::running() const { return impl_->running; }
+
+std::optional<NotificationOutcome> ReplicationEngine::authenticate_notification(
+    const std::string& registry_name, const std::string& authorization) const {
+  return impl_->authenticate_notification(registry_name, authorization);
+}
 
 NotificationOutcome ReplicationEngine::on_notification(const std::string& registry_name,
                                                        const std::string& content_type,

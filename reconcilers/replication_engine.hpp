@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,11 @@ class ReplicationEngine {
   // Destination copies running now (queued ones not counted).
   std::size_t running() const;
 
+  // The part of POST /registry-events/{registryName} decided from the headers alone, before the
+  // body is read (SPEC §6): unknown Registry (404), token Secret missing (503), bearer token
+  // missing or wrong (401). nullopt: go on and read the body.
+  std::optional<NotificationOutcome> authenticate_notification(const std::string& registry_name,
+                                                               const std::string& authorization) const;
   // POST /registry-events/{registryName}: records every push before answering 200.
   NotificationOutcome on_notification(const std::string& registry_name, const std::string& content_type,
                                       const std::string& authorization, const std::string& body);

@@ -26,6 +26,12 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+// The error of a request to the source registry, or of the bytes it served (Error::at_source).
+std::unexpected<Error> from_source(Error e) {
+  e.at_source = true;
+  return std::unexpected(std::move(e));
+}
+
 // Counting semaphore for coroutines sharing one thread.
 class Gate {
  public:
@@ -230,7 +236,8 @@ struct Copier::Impl {
                                  Descriptor desc, std::optional<UploadSession> session, std::uint64_t& streamed) {
     auto where = [&](ErrorKind k, std::string msg) {
       return std::unexpected(Error{.kind = k, .message = std::move(msg), .operation = "copy blob",
-                                   .registry = src.host(), .repository = src_repo, .digest = desc.digest});
+                                   .registry = src.host(), .repository = src_repo, .digest = desc.digest,
+                                   .at_source = true});
     };
     // Open the source stream and the upload session concurrently: one round trip less.
     Result<ResponseStream> get = fail(ErrorKind::Protocol, "not opened");
@@ -242,7 +249,7 @@ struct Copier::Impl {
     } else {
       get = co_await src.get_blob(src_repo, desc.digest);
     }
-    if (!get) co_return std::unexpected(get.error());
+    if (!get) co_return from_source(get.error());
     const auto cl = get->content_length();
     if (desc.size < 0 && !cl) co_return where(ErrorKind::Protocol, "blob size unknown (no descriptor size, no Content-Length)");
     const std::uint64_t size = desc.size >= 0 ? static_cast<std::uint64_t>(desc.size) : *cl;
@@ -255,7 +262,7 @@ struct Copier::Impl {
     Sha256 hash;
     std::uint64_t seen = 0;
     auto first = co_await get->read(a);
-    if (!first) co_return std::unexpected(first.error());
+    if (!first) co_return from_source(first.error());
     std::size_t n = *first;
     while (n > 0) {
       seen += n;
@@ -272,7 +279,7 @@ struct Copier::Impl {
       // Write this chunk while the next one is read.
       auto [w, r] = co_await (writer.write(chunk) && get->read(b));
       if (!w) co_return std::unexpected(w.error());
-      if (!r) co_return std::unexpected(r.error());
+      if (!r) co_return from_source(r.error());
       stats.bytes_copied += n;
       streamed += n;
       std::swap(a, b);
@@ -403,7 +410,7 @@ struct Copier::Impl {
 
     // Phase 1: read and verify the whole manifest tree before writing anything.
     auto top = co_await src.get_manifest(source.repository, source.identifier());
-    if (!top) co_return std::unexpected(top.error());
+    if (!top) co_return from_source(top.error());
     if (!destination.digest.empty() && destination.digest != top->digest) {
       co_return fail(ErrorKind::DigestMismatch, "destination digest " + destination.digest + " differs from source " + top->digest);
     }
@@ -413,7 +420,7 @@ struct Copier::Impl {
       e.registry = src.host();
       e.repository = source.repository;
       e.digest = top->digest;
-      co_return std::unexpected(e);
+      co_return from_source(std::move(e));
     }
     std::vector<Node> children;  // pushed before the top manifest, deepest first
     std::vector<Descriptor> blob_list;
@@ -430,14 +437,14 @@ struct Copier::Impl {
           continue;
         }
         auto child = co_await src.get_manifest(source.repository, d.digest);
-        if (!child) co_return std::unexpected(child.error());
+        if (!child) co_return from_source(child.error());
         auto ci = inspect_manifest(child->bytes, child->media_type);
         if (!ci) {
           auto e = ci.error();
           e.registry = src.host();
           e.repository = source.repository;
           e.digest = d.digest;
-          co_return std::unexpected(e);
+          co_return from_source(std::move(e));
         }
         pending.emplace_back(*ci, depth + 1);
         children.push_back(Node{std::move(*child), std::move(*ci)});

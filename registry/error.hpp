@@ -34,6 +34,10 @@ struct Error {
   int http_status = 0;
   std::string code;         // registry error code, e.g. MANIFEST_UNKNOWN
   int retry_after_ms = -1;  // from Retry-After, when the server sent one
+  // Set by the copier when the failure is the source's: a request to the source registry, or
+  // bytes it served. A source NotFound (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN) is
+  // permanent for the copy, while the same codes from a destination (an expired upload) may pass.
+  bool at_source = false;
 
   bool retryable() const;
   // One line for users: "GET manifest 127.0.0.1:5000/app@sha256:..: not found (404 MANIFEST_UNKNOWN): ..."

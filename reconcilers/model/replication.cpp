@@ -205,6 +205,7 @@ ImageReplication new_image_replication(const RegistryKey& source, const PushEven
     st.region = d.region;
     st.registry_id = d.registry_id;
     st.status = kInProgress;
+    st.tagged = false;  // nothing is written there yet
     r.status.replication_statuses.push_back(std::move(st));
   }
   summarize(r);

@@ -21,6 +21,11 @@ inline constexpr std::string_view kAccessDenied = "DESTINATION_REGISTRY_ACCESS_D
 inline constexpr std::string_view kRegionNotEnabled = "REGION_NOT_ENABLED";
 inline constexpr std::string_view kCrossPartition = "CROSS_PARTITION";
 inline constexpr std::string_view kReplicationFailed = "REPLICATION_FAILED";
+// Permanent: the source does not have what the push names (404 from the source registry). Not
+// retried; the message says what was not found where.
+inline constexpr std::string_view kSourceManifestUnknown = "SOURCE_MANIFEST_UNKNOWN";
+inline constexpr std::string_view kSourceBlobUnknown = "SOURCE_BLOB_UNKNOWN";
+inline constexpr std::string_view kSourceRepositoryUnknown = "SOURCE_REPOSITORY_UNKNOWN";
 
 inline constexpr std::string_view kInProgress = "IN_PROGRESS";
 inline constexpr std::string_view kComplete = "COMPLETE";

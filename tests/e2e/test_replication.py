@@ -1,17 +1,66 @@
 """ECR replication semantics (SPEC §3, S1–S15) end to end: real docker-registry processes as
 (account, region) registries, skopeo pushing and checking, and the real `ferry run`."""
+import hashlib
 import json
 import os
+import re
 import signal
+import socket
 import sys
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (E2ETest, allow_statement, registry_policy, replication_config, run,  # noqa: E402
                      wait_until)
 
 A_ID, B_ID = "111111111111", "222222222222"
+
+
+def push_event(repo, digest, tag=None, event_id=None):
+    """A notification envelope for one push, as a registry would send it."""
+    target = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": repo, "digest": digest}
+    if tag:
+        target["tag"] = tag
+    return json.dumps({"events": [{"id": event_id or f"evt-{repo}-{digest[-12:]}-{tag}", "action": "push",
+                                   "target": target}]})
+
+
+def absent_digest(seed):
+    """A well-formed digest no registry holds."""
+    return "sha256:" + hashlib.sha256(f"never pushed {seed}".encode()).hexdigest()
+
+
+def requests_for(registry, path_part):
+    """How many requests the registry's access log shows whose path contains `path_part`."""
+    return len(re.findall(r'"(?:GET|HEAD) [^" ]*' + re.escape(path_part) + r'[^" ]* HTTP/1\.1"',
+                          registry.process.output()))
+
+
+def post_headers_only(url_port, path, headers, timeout=5.0):
+    """Sends the request line and headers, none of the body they announce, and reads the answer:
+    (status, raw answer). A server that waits for the body times out here."""
+    with socket.create_connection(("127.0.0.1", url_port), timeout=timeout) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(head.encode() + b"\r\n")
+        data = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else None
+        return status, data.decode(errors="replace")
+
+
+def statuses_of(ferry, repo, ref):
+    """The stored status entries (state directory records) of the pushes of repo:ref or repo@ref."""
+    key = "imageDigest" if ref.startswith("sha256:") else "imageTag"
+    return [s for r in ferry.records("imagereplications")
+            if r["spec"]["source"]["repositoryName"] == repo and r["spec"]["source"].get(key) == ref
+            for s in r.get("status", {}).get("replicationStatuses", [])]
 
 
 class CrossRegionAndAccount(E2ETest):
@@ -114,6 +163,57 @@ class CrossRegionAndAccount(E2ETest):
                    if r["spec"]["source"]["repositoryName"] == "prod/app"]
         self.assertEqual(len(records), 1)
         self.assertEqual(len(records[0]["spec"]["destinations"]), 2)
+
+    # ---- failed copies (issue 15) -------------------------------------------------------------
+
+    def test_source_manifest_unknown_fails_at_once_without_retries(self):
+        """An event for a digest the source does not have: one attempt, FAILED with a code naming
+        the cause, and no claim that the tag was written."""
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+        self.ferry.start()
+        digest = absent_digest("manifest")
+        code, body = self.ferry.post_events(self.a.name, push_event("prod/app", digest, "v1"))
+        self.assertEqual(code, 200, body)
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=60)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "FAILED", st)
+        self.assertEqual(st["failureCode"], "SOURCE_MANIFEST_UNKNOWN", st)
+        self.assertIn(digest, st["message"])
+        self.assertIn("not found", st["message"])
+        self.assertIn(f"prod/app at source {A_ID}/us-east-1", st["message"])
+        self.assertNotIn("attempts", st["message"])
+        # One attempt: one manifest request at the source, no retry in the log.
+        self.assertEqual(requests_for(self.a, f"/v2/prod/app/manifests/{digest}"), 1)
+        self.assertNotIn("retrying", self.ferry.process.output())
+        stored = statuses_of(self.ferry, "prod/app", "v1")
+        self.assertEqual(len(stored), 1)
+        self.assertFalse(stored[0].get("tagged", False), stored[0])
+        self.assertEqual(self.b.catalog(), [])
+
+    def test_source_blob_unknown_fails_at_once_without_retries(self):
+        """The source has the manifest but lost a blob: one attempt, SOURCE_BLOB_UNKNOWN, no image
+        at the destination."""
+        s = self.registry("src-s", A_ID, "us-east-2", notify=False)
+        self.ferry.write(f"{s.name}.yaml", s.resource())
+        self.ferry.write("config.yaml", replication_config("s", s, [self.b]))
+        self.ferry.start()
+        img = self.image(seed="lost-blob")
+        img.push(s, "prod/app")
+        layer = json.loads(s.manifest("prod/app", "v1"))["layers"][0]["digest"]
+        req = urllib.request.Request(f"http://{s.host}/v2/prod/app/blobs/{layer}", method="DELETE")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            self.assertEqual(r.status, 202)
+        before = requests_for(s, f"/v2/prod/app/blobs/{layer}")  # skopeo's own checks
+        code, body = self.ferry.post_events(s.name, push_event("prod/app", img.digest, "v1"))
+        self.assertEqual(code, 200, body)
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=60)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "FAILED", st)
+        self.assertEqual(st["failureCode"], "SOURCE_BLOB_UNKNOWN", st)
+        self.assertIn(layer, st["message"])
+        self.assertIn(f"at source {A_ID}/us-east-2", st["message"])
+        self.assertEqual(requests_for(s, f"/v2/prod/app/blobs/{layer}") - before, 1)
+        self.assertNotIn("retrying", self.ferry.process.output())
+        self.assertFalse(statuses_of(self.ferry, "prod/app", "v1")[0].get("tagged", False))
+        self.assertIsNone(self.b.manifest("prod/app", "v1"))
 
 
 class OnlyNewPushesNoChaining(E2ETest):
@@ -349,6 +449,53 @@ class PushDetection(E2ETest):
         self.assertEqual(len(self.ferry.records("imagereplications")), 1)
         self.assertNotIn("s3cret", self.ferry.process.output())
 
+    def test_notification_token_is_checked_before_the_body_is_read(self):
+        """With a token configured, a request without it is refused from its headers: 401 before
+        any of the body is read, whatever its size; with the token an oversized body gets 413."""
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.ferry.write("regs.yaml", a.resource(extra="  notifications: {tokenSecretRef: {namespace: ferry-system, name: tok}}\n")
+                         + "---\n" + b.resource())
+        self.ferry.write("secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: tok, namespace: ferry-system}\n"
+                                        "stringData: {token: s3cret}\n")
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        events = "application/vnd.docker.distribution.events.v1+json"
+        big = 2 << 20
+        # Bodies announced but never sent: the answer can only come from the headers.
+        for length in (big, 100):
+            for auth in ({}, {"Authorization": "Bearer wrong"}):
+                status, raw = post_headers_only(self.ferry.port, "/registry-events/a",
+                                                {"Content-Type": events, "Content-Length": str(length), **auth})
+                self.assertEqual(status, 401, raw)
+        # An ordinary client sending a 2 MiB body without the token: 401, not 413.
+        code, body = self.ferry.post_events("a", "x" * big)
+        self.assertEqual(code, 401, body)
+        # With the token, the size limit applies: 413.
+        code, body = self.ferry.post_events("a", "x" * big, token="s3cret")
+        self.assertEqual(code, 413, body)
+        status, raw = post_headers_only(self.ferry.port, "/registry-events/a",
+                                        {"Content-Type": events, "Content-Length": str(big),
+                                         "Authorization": "Bearer s3cret"})
+        self.assertEqual(status, 413, raw)
+        # A client that asks first (Expect: 100-continue) is told to go on once the token is right.
+        good = push_event("prod/app", absent_digest("expect"), "v1").encode()
+        headers = {"Content-Type": events, "Content-Length": str(len(good)), "Authorization": "Bearer s3cret",
+                   "Expect": "100-continue"}
+        with socket.create_connection(("127.0.0.1", self.ferry.port), timeout=5) as sock:
+            sock.sendall(("POST /registry-events/a HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                          "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(4096) or self.fail(f"closed after {answer!r}")
+            self.assertTrue(answer.startswith(b"HTTP/1.1 100 "), answer)
+            sock.sendall(good)
+            answer = answer[answer.index(b"\r\n\r\n") + 4:]
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(4096) or self.fail(f"closed after {answer!r}")
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+        wait_until(lambda: len(self.ferry.records("imagereplications")) == 1, 10, what="the accepted push recorded")
+        self.assertNotIn("s3cret", self.ferry.process.output())
 
 if __name__ == "__main__":
     unittest.main()
