@@ -11,6 +11,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -39,12 +41,39 @@ bool is_ip_address(const std::string& host) {
   return !ec;
 }
 
+// A TLS client context: the CA (or the system's), and a client certificate when one is given.
+std::expected<std::shared_ptr<ssl::context>, std::string> make_tls(const ClusterConfig& config,
+                                                                   const std::string& cert_pem,
+                                                                   const std::string& key_pem) {
+  auto tls = std::make_shared<ssl::context>(ssl::context::tls_client);
+  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (config.ca_pem.empty()) {
+    tls->set_default_verify_paths(ec);
+  } else {
+    tls->add_certificate_authority(asio::buffer(config.ca_pem), ec);
+    if (ec) return std::unexpected("cannot load the certificate authority: " + ec.message());
+  }
+  if (!cert_pem.empty()) {
+    tls->use_certificate_chain(asio::buffer(cert_pem), ec);
+    if (ec) return std::unexpected("cannot load the client certificate: " + ec.message());
+    tls->use_private_key(asio::buffer(key_pem), ssl::context::pem, ec);
+    if (ec) return std::unexpected("cannot load the client key: " + ec.message());
+  }
+  tls->set_verify_mode(config.insecure_skip_tls_verify ? ssl::verify_none : ssl::verify_peer);
+  return tls;
+}
+
 }  // namespace
 
 // One connection and the io_context it runs on (a socket cannot move between io_contexts), kept
-// for the next request after a keep-alive answer.
+// for the next request after a keep-alive answer. It holds the TLS context it was opened with: a
+// client certificate from an exec plugin is renewed in a new context, and connections opened with
+// the old one are not reused.
 struct Connection {
   asio::io_context io;
+  std::shared_ptr<ssl::context> tls;
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   bool open() const { return plain.has_value() || secure.has_value(); }
@@ -64,7 +93,12 @@ struct Client::Impl {
   ClientOptions options;
   ServerAddress address;
   TokenSource tokens;
-  std::optional<ssl::context> tls;
+  std::shared_ptr<ssl::context> tls;  // the kubeconfig's client certificate, if any
+
+  // The context for the exec plugin's client certificate of `exec_tls_generation`.
+  std::mutex exec_tls_mutex;
+  std::shared_ptr<ssl::context> exec_tls;
+  std::uint64_t exec_tls_generation = 0;
 
   static constexpr std::size_t kMaxIdle = 8;
   std::mutex idle_mutex;
@@ -76,26 +110,25 @@ struct Client::Impl {
     if (!a) throw std::runtime_error(a.error());
     address = *a;
     if (!address.tls) return;
-    tls.emplace(ssl::context::tls_client);
-    tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    if (config.ca_pem.empty()) {
-      tls->set_default_verify_paths(ec);
-    } else {
-      tls->add_certificate_authority(asio::buffer(config.ca_pem), ec);
-      if (ec) throw std::runtime_error("cannot load the certificate authority: " + ec.message());
-    }
-    if (!config.client_cert_pem.empty()) {
-      tls->use_certificate_chain(asio::buffer(config.client_cert_pem), ec);
-      if (ec) throw std::runtime_error("cannot load the client certificate: " + ec.message());
-      tls->use_private_key(asio::buffer(config.client_key_pem), ssl::context::pem, ec);
-      if (ec) throw std::runtime_error("cannot load the client key: " + ec.message());
-    }
-    tls->set_verify_mode(config.insecure_skip_tls_verify ? ssl::verify_none : ssl::verify_peer);
+    auto made = make_tls(config, config.client_cert_pem, config.client_key_pem);
+    if (!made) throw std::runtime_error(made.error());
+    tls = std::move(*made);
   }
 
-  http::request<http::string_body> build(const Request& r, bool keep_alive) {
+  // The TLS context to open connections with for `cred` (null for plain HTTP).
+  std::expected<std::shared_ptr<ssl::context>, std::string> tls_for(const Credential& cred) {
+    if (!address.tls || cred.client_cert_pem.empty()) return tls;
+    std::lock_guard lock(exec_tls_mutex);
+    if (exec_tls && exec_tls_generation == cred.generation) return exec_tls;
+    auto made = make_tls(config, cred.client_cert_pem, cred.client_key_pem);
+    if (!made) return std::unexpected("the exec plugin's credential: " + made.error());
+    exec_tls = std::move(*made);
+    exec_tls_generation = cred.generation;
+    return exec_tls;
+  }
+
+  http::request<http::string_body> build(const Request& r, bool keep_alive,
+                                         const std::string& token) {
     http::request<http::string_body> req{http::string_to_verb(r.method),
                                          address.base_path + r.target, 11};
     const bool default_port =
@@ -107,8 +140,8 @@ struct Client::Impl {
     req.set(http::field::accept, r.accept);
     if (!r.authorization.empty()) {
       req.set(http::field::authorization, r.authorization);
-    } else if (auto t = tokens.token(); !t.empty()) {
-      req.set(http::field::authorization, "Bearer " + t);
+    } else if (!token.empty()) {
+      req.set(http::field::authorization, "Bearer " + token);
     }
     if (!r.content_type.empty()) req.set(http::field::content_type, r.content_type);
     req.body() = r.body;
@@ -135,10 +168,11 @@ struct Client::Impl {
   template <class Stream>
   asio::awaitable<Exchange> exchange(Stream& stream, const Request& r,
                                      const std::function<void(std::string_view)>* on_line,
-                                     std::chrono::milliseconds idle_timeout) {
+                                     std::chrono::milliseconds idle_timeout,
+                                     const std::string& token) {
     Exchange x;
     auto& lowest = beast::get_lowest_layer(stream);
-    auto req = build(r, on_line == nullptr);
+    auto req = build(r, on_line == nullptr, token);
     lowest.expires_after(options.request_timeout);
     auto [wec, wn] = co_await http::async_write(stream, req, tuple_awaitable);
     (void)wn;
@@ -212,11 +246,11 @@ struct Client::Impl {
     if (cec) co_return transport("connecting to " + config.server, cec);
     boost::system::error_code ignored;
     tcp_stream.socket().set_option(tcp::no_delay(true), ignored);  // small requests, kept alive
-    if (!tls) {
+    if (!c.tls) {
       c.plain.emplace(std::move(tcp_stream));
       co_return std::nullopt;
     }
-    auto& stream = c.secure.emplace(std::move(tcp_stream), *tls);
+    auto& stream = c.secure.emplace(std::move(tcp_stream), *c.tls);
     if (!is_ip_address(address.host)) {
       if (!SSL_set_tlsext_host_name(stream.native_handle(), address.host.c_str())) {
         c.secure.reset();
@@ -236,7 +270,7 @@ struct Client::Impl {
 
   asio::awaitable<Exchange> run(Connection& c, const Request& r,
                                 const std::function<void(std::string_view)>* on_line,
-                                std::chrono::milliseconds idle_timeout) {
+                                std::chrono::milliseconds idle_timeout, const std::string& token) {
     if (!c.open()) {
       if (auto err = co_await connect(c)) {
         Exchange x;
@@ -244,16 +278,34 @@ struct Client::Impl {
         co_return x;
       }
     }
-    if (c.plain) co_return co_await exchange(*c.plain, r, on_line, idle_timeout);
-    co_return co_await exchange(*c.secure, r, on_line, idle_timeout);
+    if (c.plain) co_return co_await exchange(*c.plain, r, on_line, idle_timeout, token);
+    co_return co_await exchange(*c.secure, r, on_line, idle_timeout, token);
   }
 
-  std::unique_ptr<Connection> take_idle() {
-    std::lock_guard lock(idle_mutex);
-    if (idle.empty()) return std::make_unique<Connection>();
-    auto c = std::move(idle.back());
-    idle.pop_back();
+  static std::unique_ptr<Connection> fresh(const std::shared_ptr<ssl::context>& tls_context) {
+    auto c = std::make_unique<Connection>();
+    c->tls = tls_context;
     return c;
+  }
+
+  // An idle connection opened with `tls_context`; those opened with an older client certificate
+  // are closed.
+  std::unique_ptr<Connection> take_idle(const std::shared_ptr<ssl::context>& tls_context) {
+    std::unique_ptr<Connection> found;
+    std::vector<std::unique_ptr<Connection>> stale;
+    {
+      std::lock_guard lock(idle_mutex);
+      while (!idle.empty() && !found) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        if (c->tls == tls_context) {
+          found = std::move(c);
+        } else {
+          stale.push_back(std::move(c));  // closed below, outside the lock
+        }
+      }
+    }
+    return found ? std::move(found) : fresh(tls_context);
   }
 
   void give_back(std::unique_ptr<Connection> c) {
@@ -261,19 +313,38 @@ struct Client::Impl {
     if (idle.size() < kMaxIdle) idle.push_back(std::move(c));
   }
 
-  // One request on an idle kept-alive connection, or a new one; streams always get a new one and
-  // are never kept. A kept connection the server has closed meanwhile fails before any answer:
-  // the request then goes once more on a new connection (as Go's net/http does).
+  // With the credentials of the moment; a 401 to an exec plugin's credential makes the plugin
+  // run again (client-go refreshes on 401 too) and the request go once more with the new one.
   std::expected<HttpResponse, ApiError> call(const Request& r,
                                              const std::function<void(std::string_view)>* on_line,
                                              std::chrono::milliseconds idle_timeout,
                                              std::stop_token stop) {
+    if (!r.authorization.empty()) return call_with(r, on_line, idle_timeout, stop, {}, tls);
+    for (int auth = 0;; ++auth) {
+      auto cred = tokens.credential();
+      if (!cred) return std::unexpected(ApiError{0, "Credentials", cred.error()});
+      auto tls_context = tls_for(*cred);
+      if (!tls_context) return std::unexpected(ApiError{0, "Credentials", tls_context.error()});
+      auto result = call_with(r, on_line, idle_timeout, stop, cred->token, *tls_context);
+      if (auth == 0 && result && result->status == 401 && tokens.invalidate(cred->generation))
+        continue;
+      return result;
+    }
+  }
+
+  // One request on an idle kept-alive connection, or a new one; streams always get a new one and
+  // are never kept. A kept connection the server has closed meanwhile fails before any answer:
+  // the request then goes once more on a new connection (as Go's net/http does).
+  std::expected<HttpResponse, ApiError> call_with(
+      const Request& r, const std::function<void(std::string_view)>* on_line,
+      std::chrono::milliseconds idle_timeout, const std::stop_token& stop, const std::string& token,
+      const std::shared_ptr<ssl::context>& tls_context) {
     for (int attempt = 0;; ++attempt) {
-      auto conn = (on_line || attempt > 0) ? std::make_unique<Connection>() : take_idle();
+      auto conn = (on_line || attempt > 0) ? fresh(tls_context) : take_idle(tls_context);
       const bool reused = conn->open();
       conn->io.restart();
       std::optional<Exchange> x;
-      asio::co_spawn(conn->io, run(*conn, r, on_line, idle_timeout),
+      asio::co_spawn(conn->io, run(*conn, r, on_line, idle_timeout, token),
                      [&](std::exception_ptr e, Exchange v) {
                        if (e) {
                          try {

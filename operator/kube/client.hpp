@@ -31,7 +31,10 @@ struct HttpResponse {
 // Thread-safe: every call runs on the calling thread, on a connection of its own: an idle one
 // kept from an earlier keep-alive answer (up to 8 are kept), or a new one; a watch always opens
 // its own and never keeps it. A timeout bounds every call. TLS verifies the server's certificate and host name
-// unless the config says insecure-skip-tls-verify.
+// unless the config says insecure-skip-tls-verify. Credentials come from a TokenSource: with an
+// exec plugin, a 401 answer runs the plugin again and the request goes once more (streams too:
+// a watch refused with 401 is retried before any line is delivered); a plugin that fails is an
+// ApiError with code 0, reason "Credentials", naming the kubeconfig user and the command.
 class Client {
  public:
   // Throws std::runtime_error when the CA or client certificate cannot be loaded (start-up
