@@ -156,6 +156,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::deque<std::pair<std::string, RegistryKey>> queue;
   std::set<std::string> queued;  // "record|destination" queued or running
   std::map<std::string, int> attempts;
+  // "record|destination" authorized while the destination repository did not exist: the copy
+  // creates it, and its Repository record is written once it exists (S12).
+  std::set<std::string> creating_repository;
   std::size_t running = 0;
   std::uint64_t poll_generation = 0;
   bool started = false;
@@ -515,6 +518,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     model::summarize(rec);
     save_record(rec);
     attempts.erase(name + "|" + key_text(dest));
+    creating_repository.erase(name + "|" + key_text(dest));
     replications.Add({{"result", std::string(status)}, {"failure_code", st->failure_code}}).Increment();
     if (status == model::kComplete) {
       auto pushed = model::parse_rfc3339(rec.spec.source.pushed_at);
@@ -564,9 +568,12 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
              "RegionNotEnabled: source region " + src.region + " is not enabled for account " + src.registry_id, false);
       co_return;
     }
+    const std::string work_key = name + "|" + key_text(dest);
     if (st->authorized_by.empty()) {
       // S2/S8: decided now, when the copy starts, and recorded, so a later revocation does not
-      // stop it (S9).
+      // stop it (S9). Whether the repository exists is asked of the destination registry: no
+      // record stands for it, neither a user's Repository (settings only) nor one Ferry wrote,
+      // so nothing an earlier, failed attempt left widens what the policy grants (SPEC §6).
       bool exists = true;
       if (dst_ep_opt && dst_ep_opt->error.empty() && model::region_enabled(index, dest)) {
         auto e = co_await repository_exists(*copier_now, *dst_ep_opt, src.repository_name);
@@ -574,7 +581,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
           co_await retry_or_fail(name, dest, e.error().to_string());
           co_return;
         }
-        exists = *e || repository_settings(dest, src.repository_name) != nullptr;
+        exists = *e;
       }
       auto auth = model::authorize(index, src_key, dest, src.repository_name, exists);
       it = records.find(name);
@@ -585,16 +592,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         finish(name, dest, model::kFailed, auth.failure_code, auth.message, false);
         co_return;
       }
-      if (!exists && !repository_settings(dest, src.repository_name)) {
-        auto repo = model::new_replicated_repository(dest, src.repository_name, src_key, now_text());
-        if (auto w = state.save(repo); !w) {
-          co_await retry_or_fail(name, dest, w.error());
-          co_return;
-        }
-        spdlog::info("msg=\"repository created\" registry={} repository={} record={}", key_text(dest),
-                     src.repository_name, repo.metadata.name);
-        created_repositories[repo.metadata.name] = std::move(repo);
-      }
+      if (!exists) creating_repository.insert(work_key);
       st->authorized_by = auth.authorized_by;
       st->started_at = now_text();
       save_record(it->second);
@@ -633,6 +631,43 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       }
     }
 
+    // S12: a repository this copy creates gets its Repository record once it exists, right after
+    // the first manifest is written there; a copy that fails before leaves none behind. Resumed
+    // after a restart, the destination says whether this copy still creates it.
+    bool record_repository = false;
+    if (!repository_settings(dest, src.repository_name)) {
+      if (creating_repository.contains(work_key)) {
+        record_repository = true;
+      } else {
+        auto e = co_await repository_exists(*copier_now, dst_ep, src.repository_name);
+        if (!e) {
+          co_await retry_or_fail(name, dest, e.error().to_string());
+          co_return;
+        }
+        record_repository = !*e;
+        if (record_repository) creating_repository.insert(work_key);
+      }
+    }
+    std::string record_error;
+    auto write_repository_record = [this, &record_repository, &record_error, dest, src, src_key] {
+      if (!record_repository) return;
+      if (repository_settings(dest, src.repository_name)) {  // another copy recorded it meanwhile
+        record_repository = false;
+        return;
+      }
+      auto repo = model::new_replicated_repository(dest, src.repository_name, src_key, now_text());
+      if (auto w = state.save(repo); !w) {
+        record_error = w.error();
+        spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"", key_text(dest),
+                      src.repository_name, record_error);
+        return;
+      }
+      spdlog::info("msg=\"repository created\" registry={} repository={} record={}", key_text(dest),
+                   src.repository_name, repo.metadata.name);
+      created_repositories[repo.metadata.name] = std::move(repo);
+      record_repository = false;
+    };
+
     registry::Reference from{src_ep_v.host, src.repository_name, "", src.image_digest};
     registry::Reference to{dst_ep.host, src.repository_name, write_tag ? src.image_tag : "",
                            write_tag ? "" : src.image_digest};
@@ -642,7 +677,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     note_known(dest, src.repository_name, write_tag ? src.image_tag : "", src.image_digest);
     save_known_soon();
     const auto before = copier_now->stats().bytes_copied;
-    auto result = co_await copier_now->copy(from, to);
+    auto result = co_await copier_now->copy(from, to, write_repository_record);
     const auto after = copier_now->stats().bytes_copied;
     if (after > before) bytes.Increment(static_cast<double>(after - before));
     if (!result) {
@@ -652,6 +687,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       }
       co_await retry_or_fail(name, dest, result.error().to_string());
       co_return;
+    }
+    if (record_repository) {
+      write_repository_record();  // the write during the copy failed: once more
+      if (record_repository) {
+        co_await retry_or_fail(name, dest, "cannot record repository " + src.repository_name + ": " + record_error);
+        co_return;
+      }
     }
     finish(name, dest, model::kComplete, "", note, write_tag || src.image_tag.empty());
   }

@@ -396,7 +396,14 @@ struct Copier::Impl {
     co_return co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, session);
   }
 
-  Task<Result<CopyResult>> copy(Reference source, Reference destination) {
+  Task<Result<CopyResult>> copy(Reference source, Reference destination,
+                                std::function<void()> manifest_written = {}) {
+    auto written = [&] {
+      if (!manifest_written) return;
+      auto f = std::move(manifest_written);
+      manifest_written = nullptr;
+      f();
+    };
     for (const auto* r : {&source, &destination}) {
       if (!valid_repository_name(r->repository)) {
         co_return fail(ErrorKind::InvalidReference, "repository name '" + r->repository + "' is outside the OCI grammar");
@@ -468,6 +475,7 @@ struct Copier::Impl {
                                          it->manifest.bytes);
       if (!p) co_return std::unexpected(p.error());
       ++stats.manifests_pushed;
+      written();
     }
     CopyResult result{.digest = top->digest, .tagged = false};
     const bool by_tag = !destination.tag.empty() && !options.digest_only;
@@ -475,6 +483,7 @@ struct Copier::Impl {
                                        top->bytes);
     if (!p) co_return std::unexpected(p.error());
     ++stats.manifests_pushed;
+    written();
     result.tagged = by_tag;
     spdlog::debug("copied src={} dst={} digest={}", source.to_string(), destination.to_string(), result.digest);
     co_return result;
@@ -494,8 +503,9 @@ Copier::~Copier() = default;
 const CopyStats& Copier::stats() const { return impl_->stats; }
 RegistryClient& Copier::client(const std::string& host, Side side) { return impl_->client(host, side); }
 
-Task<Result<CopyResult>> Copier::copy(Reference source, Reference destination) {
-  return impl_->copy(std::move(source), std::move(destination));
+Task<Result<CopyResult>> Copier::copy(Reference source, Reference destination,
+                                      std::function<void()> manifest_written) {
+  return impl_->copy(std::move(source), std::move(destination), std::move(manifest_written));
 }
 
 Task<std::vector<Result<CopyResult>>> Copier::copy_all(std::vector<CopyJob> jobs) {

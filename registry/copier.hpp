@@ -60,8 +60,11 @@ class Copier {
   Copier& operator=(const Copier&) = delete;
 
   // Blobs first, then child manifests, then the top manifest (tag last). Nothing of the image
-  // becomes visible unless every blob and manifest matched its digest.
-  Task<Result<CopyResult>> copy(Reference source, Reference destination);
+  // becomes visible unless every blob and manifest matched its digest. `manifest_written`, when
+  // set, is called once, right after the first manifest of this copy is written at the
+  // destination: from then on the destination repository exists, even if the copy fails later.
+  Task<Result<CopyResult>> copy(Reference source, Reference destination,
+                                std::function<void()> manifest_written = {});
   // Copies concurrently (bounded by max_parallel_images); a blob shared by several images is
   // uploaded once and mounted into the other repositories of the same registry.
   Task<std::vector<Result<CopyResult>>> copy_all(std::vector<CopyJob> jobs);

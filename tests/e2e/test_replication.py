@@ -166,6 +166,64 @@ class CrossRegionAndAccount(E2ETest):
 
     # ---- failed copies (issue 15) -------------------------------------------------------------
 
+    def test_failed_copy_leaves_no_repository_record_and_widens_no_policy(self):
+        """A copy that fails before anything is written leaves no Repository record behind, and
+        CreateRepository is still required afterwards: authorization follows the destination as
+        it is, never a record of the failed attempt (SPEC §6)."""
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.c]))
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        self.ferry.start()
+        code, body = self.ferry.post_events(self.a.name, push_event("prod/ghost", absent_digest("ghost"), "v1"))
+        self.assertEqual(code, 200, body)
+        failed = self.ferry.wait_status("prod/ghost", "v1", expected=1, timeout=60)[(B_ID, "eu-west-1")]
+        self.assertEqual(failed["status"], "FAILED", failed)
+        # The policy now allows ReplicateImage only: the repository does not exist at C, so the
+        # next push needs CreateRepository and is denied.
+        self.ferry.write("policy.yaml", registry_policy(
+            "c", self.c, [allow_statement(A_ID, self.c, actions=["ecr:ReplicateImage"])]))
+        self.ferry.wait_reload(2)
+        self.image(seed="ghost-real").push(self.a, "prod/ghost", tag="v2")
+        denied = self.ferry.wait_status("prod/ghost", "v2", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(denied["status"], "FAILED", denied)
+        self.assertEqual(denied["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertIn("ecr:CreateRepository", denied["message"])
+        self.assertEqual(self.c.catalog(), [])
+        self.assertEqual(self.ferry.records("repositories"), [], "no record for a repository that does not exist")
+        # Allowed again: this copy creates the repository, and only now is it recorded.
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        self.ferry.wait_reload(3)
+        self.image(seed="ghost-ok").push(self.a, "prod/ghost", tag="v3")
+        ok = self.ferry.wait_status("prod/ghost", "v3", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(ok["status"], "COMPLETE", ok)
+        self.assertEqual(self.c.catalog(), ["prod/ghost"])
+        repos = self.ferry.records("repositories")
+        self.assertEqual([(r["spec"]["registryId"], r["spec"]["repositoryName"], r["status"]["createdBy"])
+                          for r in repos], [(B_ID, "prod/ghost", "Replication")])
+
+    def test_user_repository_record_alone_does_not_stand_for_an_existing_repository(self):
+        """A user's Repository object pre-sets settings (S12); it does not create the repository
+        at the destination, so CreateRepository is still needed for the first copy."""
+        self.ferry.write("repo.yaml", "apiVersion: ferry.dev/v1alpha1\nkind: Repository\nmetadata: {name: preset}\n"
+                                      f"spec:\n  registryId: \"{B_ID}\"\n  region: eu-west-1\n"
+                                      "  repositoryName: prod/preset\n  imageTagMutability: MUTABLE\n")
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.c]))
+        self.ferry.write("policy.yaml", registry_policy(
+            "c", self.c, [allow_statement(A_ID, self.c, actions=["ecr:ReplicateImage"])]))
+        self.ferry.start()
+        self.image(seed="preset").push(self.a, "prod/preset")
+        denied = self.ferry.wait_status("prod/preset", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(denied["status"], "FAILED", denied)
+        self.assertEqual(denied["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertIn("ecr:CreateRepository", denied["message"])
+        self.assertEqual(self.c.catalog(), [])
+        # With CreateRepository the copy goes through; the user's object stays the only record.
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        self.ferry.wait_reload(2)
+        self.image(seed="preset-2").push(self.a, "prod/preset", tag="v2")
+        ok = self.ferry.wait_status("prod/preset", "v2", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(ok["status"], "COMPLETE", ok)
+        self.assertEqual(self.ferry.records("repositories"), [])
+
     def test_source_manifest_unknown_fails_at_once_without_retries(self):
         """An event for a digest the source does not have: one attempt, FAILED with a code naming
         the cause, and no claim that the tag was written."""
@@ -214,6 +272,7 @@ class CrossRegionAndAccount(E2ETest):
         self.assertNotIn("retrying", self.ferry.process.output())
         self.assertFalse(statuses_of(self.ferry, "prod/app", "v1")[0].get("tagged", False))
         self.assertIsNone(self.b.manifest("prod/app", "v1"))
+        self.assertEqual(self.ferry.records("repositories"), [])
 
 
 class OnlyNewPushesNoChaining(E2ETest):
