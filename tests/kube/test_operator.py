@@ -564,10 +564,10 @@ class ApiServerWebhook(OperatorTestCase):
                                              "scope": "Cluster"}],
                                   "admissionReviewVersions": ["v1"], "sideEffects": "None",
                                   "failurePolicy": "Fail", "timeoutSeconds": 10}]})
-        # What the CRD schema cannot say (it runs before the webhook and would refuse e.g. 101
-        # filters itself): a destination that is the source, one across partitions.
-        bad = self.config("to-itself", "111111111111", "us-east-1",
-                          [("111111111111", "us-east-1"), ("111111111111", "cn-north-1")])
+        # What the CRD schema cannot say (it runs before the webhook and refuses e.g. 101 filters or
+        # a destination equal to the source itself): a destination across partitions (a Registry
+        # may set its partition, so only Ferry knows), more than 25 unique destinations in all.
+        bad = self.config("cross-partition", "111111111111", "us-east-1", [("111111111111", "cn-north-1")])
         expected = self.validate_output(bad)
 
         def refused():
@@ -578,7 +578,7 @@ class ApiServerWebhook(OperatorTestCase):
         message = self.eventually(lambda: (lambda e: e if "denied the request" in e else None)(refused()),
                                   "the webhook's refusal")
         self.assertIn('admission webhook "validate.ferry.dev" denied the request: ' + expected, message)
-        self.assertIn("a registry cannot replicate to itself", message)
+        self.assertIn("replication cannot cross partitions", message)
         # A valid object goes through the webhook too (as the API server sends it: managedFields, uid...).
         self.apply(self.config("fine", "111111111111", "us-east-1", [("111111111111", "us-west-2")]))
         self.kubectl("patch", "replicationconfig/fine", "--type=merge", "-p",
@@ -587,8 +587,12 @@ class ApiServerWebhook(OperatorTestCase):
         second = install(2)
         self.assertEqual(self.eventually(lambda: (lambda c: c if c == second else None)(served()),
                                          "the renewed certificate"), second)
-        bad["metadata"]["name"] = "still-to-itself"
-        self.assertIn("replication cannot cross partitions", refused())
+        bad = self.config("too-wide", "111111111111", "us-east-1",
+                          [(f"{100000000000 + i}", "us-west-2") for i in range(13)])
+        bad["spec"]["rules"].append({"destinations": [{"region": "us-west-2", "registryId": f"{200000000000 + i}"}
+                                                      for i in range(13)]})
+        self.assertIn("26 unique destinations across all rules, at most 25", self.validate_output(bad))
+        self.assertIn("26 unique destinations across all rules, at most 25", refused())
         self.apply(self.config("fine-too", "111111111111", "us-east-2", [("111111111111", "us-west-2")]))
         self.assertIsNone(op.proc.poll(), op.text())
 
