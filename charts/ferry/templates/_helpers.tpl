@@ -90,3 +90,24 @@ it keeps the caBundle stable across upgrades; webhook.yaml and deployment.yaml b
 {{- dict "crt" $crt "key" $key "ca" $ca | toJson }}
 {{- end }}
 {{- end }}
+
+{{/* The chart-made webhook pair as JSON {"ca","crt","key"} (base64 values): the one in the cluster
+(ferry.webhookExistingCert) or, when there is none, a new CA and certificate. Made once per render
+and kept in .Values (one map for all of the chart's templates), so webhook.yaml's Secret and
+caBundle and deployment.yaml's checksum/webhook-tls annotation describe the same pair: the
+annotation is the same on install and on an upgrade that keeps the pair, and the pods roll only
+when the pair changes. */}}
+{{- define "ferry.webhookTLS" -}}
+{{- if not (hasKey .Values "_ferryWebhookTLS") }}
+{{- $tls := include "ferry.webhookExistingCert" . }}
+{{- if not $tls }}
+{{- $svc := include "ferry.webhookServiceName" . }}
+{{- $days := int .Values.webhook.selfSignedValidityDays }}
+{{- $ca := genCA (printf "%s-webhook-ca" (include "ferry.fullname" .)) $days }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc .Release.Namespace) nil (include "ferry.webhookDNSNames" . | fromJsonArray) $days $ca }}
+{{- $tls = dict "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) "ca" ($ca.Cert | b64enc) | toJson }}
+{{- end }}
+{{- $_ := set .Values "_ferryWebhookTLS" $tls }}
+{{- end }}
+{{- index .Values "_ferryWebhookTLS" }}
+{{- end }}
