@@ -135,6 +135,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::map<std::string, model::ImageReplication> records;
   std::map<std::string, model::Repository> created_repositories;  // records Ferry wrote, by name
   std::map<std::string, std::map<std::string, std::string>> effective;  // source → destination → since
+  // False until the stored times were read: until then no push is recorded (a notification is
+  // answered 503, a poll leaves its tags for the next one), since "unreadable" is not "absent".
+  bool effective_loaded = false;
+  bool effective_retry_armed = false;
+  std::chrono::milliseconds effective_retry{500};
   // The same, for other threads (the ReplicationConfig controller of cluster mode).
   mutable std::mutex effective_mutex;
   std::map<RegistryKey, std::map<RegistryKey, std::string>> effective_snapshot;
@@ -244,15 +249,23 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
 
   // S3: when each (source, destination) pair started to apply; kept across restarts.
   void update_effective_times() {
-    if (effective.empty()) {
-      if (auto v = state.load_state("effective"); v && v->is_object()) {
-        for (const auto& [src, dests] : v->as_object()) {
+    if (!effective_loaded) {
+      auto v = state.load_state("effective");
+      if (!v) {
+        spdlog::error("msg=\"cannot read the effective times; pushes wait until they are read\" retry_in_ms={} "
+                      "error=\"{}\"", effective_retry.count(), v.error());
+        retry_effective_times();
+        return;
+      }
+      if (*v && (*v)->is_object()) {
+        for (const auto& [src, dests] : (*v)->as_object()) {
           if (!dests.is_object()) continue;
           for (const auto& [dst, since] : dests.as_object()) {
             if (since.is_string()) effective[src][dst] = since.as_string();
           }
         }
       }
+      effective_loaded = true;
     }
     std::map<std::string, std::map<std::string, std::string>> next;
     std::map<RegistryKey, std::map<RegistryKey, std::string>> snapshot;
@@ -287,6 +300,18 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     }
   }
 
+  void retry_effective_times() {
+    if (effective_retry_armed) return;
+    effective_retry_armed = true;
+    auto t = std::make_shared<asio::steady_timer>(io, effective_retry);
+    effective_retry = std::min<std::chrono::milliseconds>(effective_retry * 2, std::chrono::seconds(30));
+    t->async_wait([self = shared_from_this(), t](boost::system::error_code ec) {
+      self->effective_retry_armed = false;
+      if (ec || self->stopped) return;
+      self->update_effective_times();
+    });
+  }
+
   std::string effective_since(const RegistryKey& src, const RegistryKey& dst) const {
     auto s = effective.find(key_text(src));
     if (s == effective.end()) return {};
@@ -301,14 +326,22 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     return self_writes.contains(key_text(reg) + "|" + push.repository + "|" + push.digest);
   }
 
-  Known& known_for(const RegistryKey& reg) {
+  // The polling baseline of a registry, read from the store once; nullptr while it cannot be
+  // read (an unreadable baseline taken for an empty one would make the next poll a new
+  // baseline and drop the pushes made meanwhile).
+  Known* known_for(const RegistryKey& reg) {
     const std::string k = key_text(reg);
     auto it = known.find(k);
-    if (it != known.end()) return it->second;
+    if (it != known.end()) return &it->second;
     Known kn;
     kn.key = reg;
-    if (auto v = state.load_state(known_state_key(reg)); v && v->is_object()) {
-      const auto& o = v->as_object();
+    auto v = state.load_state(known_state_key(reg));
+    if (!v) {
+      spdlog::error("msg=\"cannot read the polling baseline\" registry={} error=\"{}\"", k, v.error());
+      return nullptr;
+    }
+    if (*v && (*v)->is_object()) {
+      const auto& o = (*v)->as_object();
       if (auto* b = o.if_contains("baselined"); b && b->is_bool()) kn.baselined = b->as_bool();
       if (auto* repos = o.if_contains("repositories"); repos && repos->is_object()) {
         for (const auto& [repo, tags] : repos->as_object()) {
@@ -322,7 +355,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         }
       }
     }
-    return known.emplace(k, std::move(kn)).first->second;
+    return &known.emplace(k, std::move(kn)).first->second;
   }
 
   // Only registries polled as sources keep a baseline; elsewhere there is nothing to compare.
@@ -333,30 +366,31 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
 
   void note_known(const RegistryKey& reg, const std::string& repo, const std::string& tag, const std::string& digest) {
     if (tag.empty() || !polled(reg)) return;
-    Known& kn = known_for(reg);
-    auto& slot = kn.tags[repo][tag];
+    Known* kn = known_for(reg);
+    if (!kn) return;  // the next poll sees the tag again
+    auto& slot = kn->tags[repo][tag];
     if (slot == digest) return;
-    if (slot.empty()) ++kn.size;
+    if (slot.empty()) ++kn->size;
     slot = digest;
-    kn.dirty = true;
+    kn->dirty = true;
   }
 
   void save_known(const RegistryKey& reg) {
     if (!polled(reg)) return;
-    Known& kn = known_for(reg);
-    if (!kn.dirty) return;
+    Known* kn = known_for(reg);
+    if (!kn || !kn->dirty) return;
     json::object repos;
-    for (const auto& [repo, tags] : kn.tags) {
+    for (const auto& [repo, tags] : kn->tags) {
       json::object t;
       for (const auto& [tag, digest] : tags) t[tag] = digest;
       repos[repo] = std::move(t);
     }
-    json::object o{{"baselined", kn.baselined}, {"repositories", std::move(repos)}};
+    json::object o{{"baselined", kn->baselined}, {"repositories", std::move(repos)}};
     if (auto w = state.save_state(known_state_key(reg), o); !w) {
       spdlog::error("msg=\"cannot persist polling baseline\" registry={} error=\"{}\"", key_text(reg), w.error());
       return;
     }
-    kn.dirty = false;
+    kn->dirty = false;
   }
 
   // Baselines changed by notifications are written at most once a second: a lost update only
@@ -384,23 +418,31 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       pushes.Add({{"via", via}, {"outcome", "own_write"}}).Increment();
       return {};
     }
-    note_known(src, push.repository, push.tag, push.digest);
+    if (!effective_loaded) {
+      pushes.Add({{"via", via}, {"outcome", "state_unreadable"}}).Increment();
+      return std::unexpected("the effective times (S3) could not be read yet; the push is not recorded");
+    }
     auto dests = model::destinations_for_push(index, src, push.repository);
     const auto pushed = model::parse_rfc3339(push.timestamp);
     std::erase_if(dests, [&](const RegistryKey& d) {
       auto since = model::parse_rfc3339(effective_since(src, d));
       return pushed && since && *pushed < *since;  // S3: before this destination applied
     });
+    // The baseline learns a tag only once its push is decided: a push whose record could not be
+    // written is seen again by the next poll.
     if (dests.empty()) {
+      note_known(src, push.repository, push.tag, push.digest);
       pushes.Add({{"via", via}, {"outcome", "no_destination"}}).Increment();
       return {};
     }
     auto record = model::new_image_replication(src, push, dests, now_text());
     if (records.contains(record.metadata.name)) {
+      note_known(src, push.repository, push.tag, push.digest);
       pushes.Add({{"via", via}, {"outcome", "duplicate"}}).Increment();
       return {};
     }
     if (auto w = state.save(record); !w) return std::unexpected(w.error());
+    note_known(src, push.repository, push.tag, push.digest);
     pushes.Add({{"via", via}, {"outcome", "replicating"}}).Increment();
     spdlog::info("msg=\"push recorded\" record={} registry={} repository={} digest={} tag={} destinations={} via={}",
                  record.metadata.name, key_text(src), push.repository, push.digest, push.tag, dests.size(), via);
@@ -800,7 +842,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
                    key_text(reg), opts.max_known_tags_per_registry);
     }
     if (stopped) co_return;
-    Known& kn = known_for(reg);
+    Known* known_now = known_for(reg);
+    if (!known_now || !effective_loaded) {
+      spdlog::warn("msg=\"poll skipped: its baseline or the effective times cannot be read\" registry={}",
+                   key_text(reg));
+      co_return;
+    }
+    Known& kn = *known_now;
     if (!kn.baselined) {
       // S3: what exists when a configuration starts to apply is the baseline, never copied.
       for (const auto& e : found) note_known(reg, e.repository, e.tag, e.digest);

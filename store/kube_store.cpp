@@ -265,10 +265,14 @@ std::expected<void, std::string> KubeStore::save_state(const std::string& key, c
              "");
 }
 
-std::optional<json::value> KubeStore::load_state(const std::string& key) const {
+std::expected<std::optional<json::value>, std::string> KubeStore::load_state(const std::string& key) const {
   const auto t = kube::config_maps();
+  const std::string head_name = opts_.state_namespace + "/" + state_object_name(key, 0);
   auto head = api_.get(t, opts_.state_namespace, state_object_name(key, 0));
-  if (!head) return std::nullopt;
+  if (!head) {
+    if (head.error().not_found()) return std::nullopt;
+    return std::unexpected("ConfigMap " + head_name + ": " + head.error().to_string());
+  }
   std::string text;
   const std::string slot = annotation(*head, kSlotAnnotation);
   if (slot.empty()) {
@@ -279,16 +283,22 @@ std::optional<json::value> KubeStore::load_state(const std::string& key) const {
     try {
       n = std::stoul(annotation(*head, kChunksAnnotation));
     } catch (...) {
-      return std::nullopt;
+      return std::unexpected("ConfigMap " + head_name + ": annotation " + std::string(kChunksAnnotation) +
+                             " is not a number");
     }
     for (std::size_t i = 0; i < n; ++i) {
-      auto chunk = api_.get(t, opts_.state_namespace, state_object_name(key, 0) + "-" + slot + "-" + std::to_string(i));
-      if (!chunk || annotation(*chunk, kGenerationAnnotation) != generation) return std::nullopt;
+      const std::string name = state_object_name(key, 0) + "-" + slot + "-" + std::to_string(i);
+      auto chunk = api_.get(t, opts_.state_namespace, name);
+      if (!chunk) return std::unexpected("ConfigMap " + opts_.state_namespace + "/" + name + ": " + chunk.error().to_string());
+      if (annotation(*chunk, kGenerationAnnotation) != generation) {
+        return std::unexpected("ConfigMap " + opts_.state_namespace + "/" + name + " belongs to another write than " +
+                               head_name + " (torn state)");
+      }
       text += data_of(*chunk);
     }
   }
   auto doc = model::parse_json_text(text);
-  if (!doc) return std::nullopt;
+  if (!doc) return std::unexpected("ConfigMap " + head_name + ": " + doc.error().message);
   return *doc;
 }
 

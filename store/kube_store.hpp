@@ -33,7 +33,7 @@ class KubeStore final : public RecordStore {
       std::vector<std::string>* problems = nullptr) const override;
   std::vector<model::Repository> repositories(std::vector<std::string>* problems = nullptr) const override;
   std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v) override;
-  std::optional<boost::json::value> load_state(const std::string& key) const override;
+  std::expected<std::optional<boost::json::value>, std::string> load_state(const std::string& key) const override;
 
   // ConfigMap names of a state key: "ferry-state-<key>", then "-1", "-2"... for further chunks.
   static std::string state_object_name(const std::string& key, std::size_t chunk);

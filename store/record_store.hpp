@@ -32,7 +32,9 @@ class RecordStore {
 
   // Engine bookkeeping (effective times, polling baselines) under a key of [a-z0-9.-].
   virtual std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v) = 0;
-  virtual std::optional<boost::json::value> load_state(const std::string& key) const = 0;
+  // nullopt: nothing was ever saved under the key. An error: it could not be read (unreachable,
+  // forbidden, torn, unparsable), which callers must never take for "absent" (SPEC §6).
+  virtual std::expected<std::optional<boost::json::value>, std::string> load_state(const std::string& key) const = 0;
 };
 
 }  // namespace ferry::store

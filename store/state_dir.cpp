@@ -156,12 +156,18 @@ std::expected<void, std::string> StateDir::save_state(const std::string& key, co
   return write_file_atomically(root_ / "state" / (key + ".json"), json::serialize(v));
 }
 
-std::optional<json::value> StateDir::load_state(const std::string& key) const {
-  if (!safe_name(key)) return std::nullopt;
-  auto text = read_file(root_ / "state" / (key + ".json"));
-  if (!text) return std::nullopt;
+std::expected<std::optional<json::value>, std::string> StateDir::load_state(const std::string& key) const {
+  if (!safe_name(key)) return std::unexpected("unsafe state key \"" + key + "\"");
+  const fs::path p = root_ / "state" / (key + ".json");
+  std::error_code ec;
+  if (!fs::exists(p, ec)) {
+    if (ec) return std::unexpected(p.string() + ": " + ec.message());
+    return std::nullopt;
+  }
+  auto text = read_file(p);
+  if (!text) return std::unexpected(p.string() + ": cannot be read");
   auto doc = model::parse_json_text(*text);
-  if (!doc) return std::nullopt;
+  if (!doc) return std::unexpected(p.string() + ": " + doc.error().message);
   return *doc;
 }
 

@@ -37,7 +37,7 @@ class StateDir final : public RecordStore {
   std::vector<model::Repository> repositories(std::vector<std::string>* problems = nullptr) const override;
 
   std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v) override;
-  std::optional<boost::json::value> load_state(const std::string& key) const override;
+  std::expected<std::optional<boost::json::value>, std::string> load_state(const std::string& key) const override;
 
  private:
   std::filesystem::path root_;

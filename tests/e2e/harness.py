@@ -312,11 +312,11 @@ class Cluster:
     def records(self):
         return self.get("imagereplications")["items"]
 
-    def start_operator(self, *extra, events_port=None, wait_engine=True):
+    def start_operator(self, *extra, events_port=None, wait_engine=True, kubeconfig=None):
         """Starts `ferry operator` (the latest one started is `self.operator`); by default waits
-        until its replication engine runs."""
+        until its replication engine runs. `kubeconfig` defaults to the admin's."""
         health = free_port()
-        op = Process([FERRY, "operator", "--kubeconfig", self.kubeconfig, "--webhook-port", "0",
+        op = Process([FERRY, "operator", "--kubeconfig", kubeconfig or self.kubeconfig, "--webhook-port", "0",
                       "--health-probe-bind-address", f"127.0.0.1:{health}",
                       "--metrics-bind-address", f"127.0.0.1:{free_port()}",
                       "--registry-events-bind-address", f"127.0.0.1:{events_port or self.events_port}",

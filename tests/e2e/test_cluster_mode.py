@@ -189,6 +189,61 @@ class ClusterDurability(ClusterModeTest):
         self.assertEqual(len(self.records()), 1)
 
 
+class ClusterStateReads(ClusterModeTest):
+    def test_unreadable_effective_times_at_start_move_nothing_and_lose_no_push(self):
+        """SPEC §6: a failed read is never taken for "absent". The operator restarts as a
+        ServiceAccount that may write but not read its state ConfigMaps (403 on every GET), while a
+        push made during the restart waits in the registry's notification queue. Nothing may reset
+        the stored effective time to "now" (which would drop that push under S3); once reads are
+        allowed, the push replicates."""
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.apply(a.resource() + "---\n" + b.resource())
+        self.apply(replication_config("a", a, [b]))
+        self.start_operator()
+        key = "ferry-state-effective"
+        stored = wait_until(lambda: self.kubectl("get", "configmap", key, "-n", NS, "-o", "json",
+                                                 check=False).stdout, 20, what="the effective times ConfigMap")
+        before = json.loads(stored)["data"]
+        self.operator.stop()
+
+        sa = "ferry-no-state-reads"
+        cp = self.cluster.control_plane
+        self.apply(json.dumps({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                               "metadata": {"name": sa}, "rules": [
+                                   {"apiGroups": ["ferry.dev"], "resources": ["*"], "verbs": ["*"]},
+                                   {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+                                   {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+                                   {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["*"]},
+                                   {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "update"]}]})
+                   + "\n---\n" + json.dumps({
+                       "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": {"name": sa},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sa},
+                       "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]}))
+        op = self.start_operator(kubeconfig=cp.service_account_kubeconfig(sa))
+        wait_until(lambda: "cannot read the effective times" in op.output(), 20, what="the failed read")
+        self.image(seed="during", tag="v1").push(a, "app")  # notified: answered 503, kept by the registry
+        wait_until(lambda: "cannot record push" in op.output(), 20, what="the push refused while state is unreadable")
+        self.assertEqual(self.records(), [])
+        now = json.loads(self.kubectl("get", "configmap", key, "-n", NS, "-o", "json").stdout)["data"]
+        self.assertEqual(now, before, "an unreadable state was taken for an empty one")
+
+        self.apply(json.dumps({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                               "metadata": {"name": sa + "-reads", "namespace": NS},
+                               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]})
+                   + "\n---\n" + json.dumps({
+                       "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": sa + "-reads", "namespace": NS},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa + "-reads"},
+                       "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]}))
+        _, st = self.wait_record("app", "v1", expected=1, timeout=60)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("app", "v1"), a.manifest("app", "v1"))
+        now = json.loads(self.kubectl("get", "configmap", key, "-n", NS, "-o", "json").stdout)["data"]
+        self.assertEqual(now, before)
+
+
 class ClusterFailover(ClusterModeTest):
     def test_standby_refuses_notifications_until_it_leads_then_replicates(self):
         """Two replicas with --leader-elect. The registry notifies the standby, which answers 503

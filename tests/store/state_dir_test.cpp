@@ -49,7 +49,16 @@ TEST_F(StateDirTest, RecordsSurviveReopening) {
   EXPECT_EQ(all[0].status.replication_statuses[0].status, "COMPLETE");
   ASSERT_TRUE(s.image_replication(r.metadata.name));
   EXPECT_EQ(s.repositories().size(), 1u);
-  EXPECT_EQ(s.load_state("baseline-a")->at("prod/app").at("v1").as_string(), "sha256:x");
+  EXPECT_EQ(s.load_state("baseline-a").value()->at("prod/app").at("v1").as_string(), "sha256:x");
+  // Never saved is absent; unparsable is an error, never absent.
+  EXPECT_EQ(s.load_state("never-saved").value(), std::nullopt);
+  {
+    std::ofstream torn(dir_ / "state" / "baseline-b.json");
+    torn << "{\"prod/app\": {\"v1\"";
+  }
+  auto torn = s.load_state("baseline-b");
+  ASSERT_FALSE(torn);
+  EXPECT_NE(torn.error().find("baseline-b.json"), std::string::npos) << torn.error();
   ASSERT_TRUE(s.remove_image_replication(r.metadata.name));
   EXPECT_TRUE(s.image_replications().empty());
 }
