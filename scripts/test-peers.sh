@@ -84,6 +84,25 @@ gobuild() {
   mark "$name" "$v"
 }
 
+# helm NAME MAJOR VERSION: like gobuild, with the Kubernetes version Helm assumes without a cluster
+# (`.Capabilities.KubeVersion` in `helm template`, lint's deprecation checks) set from its
+# client-go module, as Helm's own Makefile does; otherwise it assumes v1.20.
+build_helm() {
+  local name=$1 major=$2 v=$3 mod="helm.sh/helm/$2" dir kv ld
+  have "$name" "$v+kube" && return 0
+  dir=$(printf 'module ferry.dev/peers/%s\ngo 1.24.0\nrequire %s %s\ntool %s/cmd/helm\n' "$name" "$mod" "$v" "$mod" | wrapper "$name-$v")
+  log "building $name $v"
+  (cd "$dir" && "$GO" mod tidy
+   kv=$("$GO" list -m -f '{{.Version}}' k8s.io/client-go)  # v0.34.1 -> Kubernetes 1.34
+   kmaj=1; kmin=${kv#v0.}; kmin=${kmin%%.*}
+   ld="-s -w -X $mod/internal/version.version=$v"
+   for p in pkg/chartutil pkg/lint/rules; do  # helm v3; v4 reads its client-go version itself
+     ld+=" -X $mod/$p.k8sVersionMajor=$kmaj -X $mod/$p.k8sVersionMinor=$kmin"
+   done
+   "$GO" build -trimpath -ldflags "$ld" -o "$bin/$name" "$mod/cmd/helm")
+  mark "$name" "$v+kube"
+}
+
 build_kstatus() {
   # tests/kstatus is the project's own small Go program; rebuilt when its source changes.
   local src="$root/tests/kstatus" sum
@@ -97,8 +116,8 @@ build_kstatus() {
 
 build_etcd
 build_kubernetes
-gobuild helm "$HELM3" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM3"
-if ! gobuild helm4 "$HELM4" helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM4" 2>"$cache/helm4.log"; then
+build_helm helm v3 "$HELM3"
+if ! build_helm helm4 v4 "$HELM4" 2>"$cache/helm4.log"; then
   log "helm $HELM4 did not build (see $cache/helm4.log); tests use helm $HELM3"
 fi
 gobuild crane "$CRANE" github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane
