@@ -222,12 +222,17 @@ class ClusterStateReads(ClusterModeTest):
                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sa},
                        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]}))
         op = self.start_operator(kubeconfig=cp.service_account_kubeconfig(sa))
-        wait_until(lambda: "cannot read the effective times" in op.output(), 20, what="the failed read")
+
+        def refused_read():
+            return [e for e in cp.audit(username=f"system:serviceaccount:{NS}:{sa}")
+                    if e["verb"] == "get" and e.get("objectRef", {}).get("name") == key
+                    and e["responseStatus"]["code"] == 403]
+        wait_until(refused_read, 20, what="the operator's refused read of its effective times")
+        now = json.loads(self.kubectl("get", "configmap", key, "-n", NS, "-o", "json").stdout)["data"]
+        self.assertEqual(now, before, "an unreadable state was taken for an empty one")
         self.image(seed="during", tag="v1").push(a, "app")  # notified: answered 503, kept by the registry
         wait_until(lambda: "cannot record push" in op.output(), 20, what="the push refused while state is unreadable")
         self.assertEqual(self.records(), [])
-        now = json.loads(self.kubectl("get", "configmap", key, "-n", NS, "-o", "json").stdout)["data"]
-        self.assertEqual(now, before, "an unreadable state was taken for an empty one")
 
         self.apply(json.dumps({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                                "metadata": {"name": sa + "-reads", "namespace": NS},
