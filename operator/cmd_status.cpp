@@ -7,8 +7,8 @@
 
 #include "operator/commands.hpp"
 #include "reconcilers/model/clock.hpp"
-#include "operator/kube/client.hpp"
-#include "operator/kube/config.hpp"
+#include "kube/client.hpp"
+#include "kube/config.hpp"
 #include "store/kube_store.hpp"
 #include "store/state_dir.hpp"
 

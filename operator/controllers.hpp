@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "operator/kube/api.hpp"
+#include "kube/api.hpp"
 #include "reconcilers/model/validate.hpp"
 
 namespace ferry::operator_ {

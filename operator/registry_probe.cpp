@@ -5,7 +5,7 @@
 #include <boost/url/url.hpp>
 #include <map>
 
-#include "operator/kube/client.hpp"
+#include "kube/client.hpp"
 
 namespace ferry::operator_ {
 

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "operator/kube/api.hpp"
+#include "kube/api.hpp"
 #include "store/record_store.hpp"
 
 namespace ferry::store {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "operator/kube/api.hpp"
+#include "kube/api.hpp"
 
 namespace ferry::runtime {
 

@@ -9,7 +9,7 @@
 #include <stop_token>
 #include <string>
 
-#include "operator/kube/api.hpp"
+#include "kube/api.hpp"
 #include "operator/runtime/work_queue.hpp"
 
 namespace ferry::runtime {

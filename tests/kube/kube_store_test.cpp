@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
-#include "operator/kube/client.hpp"
-#include "operator/kube/config.hpp"
+#include "kube/client.hpp"
+#include "kube/config.hpp"
 #include "reconcilers/model/replication.hpp"
 #include "tests/support/registry_harness.hpp"
 

@@ -1,5 +1,5 @@
 // Request building, response parsing and kubeconfig loading: pure, no sockets.
-#include "operator/kube/request.hpp"
+#include "kube/request.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "operator/kube/config.hpp"
+#include "kube/config.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/secret_data.hpp"
 

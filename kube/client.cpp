@@ -1,5 +1,5 @@
 // The one translation unit of the Kubernetes client that uses Beast and Asio.
-#include "operator/kube/client.hpp"
+#include "kube/client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -1,5 +1,5 @@
 // Pure request building and response parsing for the Kubernetes API.
-#include "operator/kube/request.hpp"
+#include "kube/request.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/url.hpp>

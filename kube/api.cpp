@@ -1,5 +1,5 @@
 // Typed Kubernetes API calls: pagination, watch event dispatch, status writes with conflict retry.
-#include "operator/kube/api.hpp"
+#include "kube/api.hpp"
 
 #include <boost/json.hpp>
 #include <random>

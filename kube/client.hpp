@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "operator/kube/config.hpp"
-#include "operator/kube/request.hpp"
+#include "kube/config.hpp"
+#include "kube/request.hpp"
 
 namespace ferry::kube {
 

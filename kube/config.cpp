@@ -1,6 +1,6 @@
 // Kubeconfig and in-cluster configuration loading (pure apart from reading the files named), and
 // the credentials sent with each request, exec credential plugins included.
-#include "operator/kube/config.hpp"
+#include "kube/config.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

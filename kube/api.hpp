@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "operator/kube/client.hpp"
-#include "operator/kube/request.hpp"
+#include "kube/client.hpp"
+#include "kube/request.hpp"
 
 namespace ferry::kube {
 
