@@ -422,7 +422,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       pushes.Add({{"via", via}, {"outcome", "state_unreadable"}}).Increment();
       return std::unexpected("the effective times (S3) could not be read yet; the push is not recorded");
     }
-    auto dests = model::destinations_for_push(index, src, push.repository);
+    auto dests = model::destinations_for_push(index, src, push.repository, push.tag);
     const auto pushed = model::parse_rfc3339(push.timestamp);
     std::erase_if(dests, [&](const RegistryKey& d) {
       auto since = model::parse_rfc3339(effective_since(src, d));

@@ -450,6 +450,19 @@ ReplicationConfig read_replication_config(ObjectReader& top, FieldErrors& errors
             rule.repository_filters.push_back(std::move(filter));
           }
         }
+        if (const json::array* filters = r.list("tagFilters")) {
+          for (std::size_t j = 0; j < filters->size(); ++j) {
+            ObjectReader f(&(*filters)[j], index_path(sub(r, "tagFilters"), j), errors);
+            if (!f.present()) {
+              errors.push_back({f.path(), "must be an object with filter and filterType"});
+              continue;
+            }
+            TagFilter filter;
+            filter.filter = f.str("filter", true).value_or("");
+            filter.filter_type = f.str("filterType").value_or("WILDCARD");
+            rule.tag_filters.push_back(std::move(filter));
+          }
+        }
         rc.spec.rules.push_back(std::move(rule));
       }
     }

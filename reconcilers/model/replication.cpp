@@ -60,11 +60,11 @@ bool region_enabled(const ResourceIndex& index, const RegistryKey& key) {
 }
 
 std::vector<RegistryKey> destinations_for_push(const ResourceIndex& index, const RegistryKey& source,
-                                               std::string_view repository) {
+                                               std::string_view repository, std::string_view tag) {
   if (!region_enabled(index, source)) return {};
   const ReplicationConfig* config = index.config_for(source);
   if (!config) return {};
-  return destinations_for(config->spec, repository);
+  return destinations_for(config->spec, repository, tag);
 }
 
 Authorization authorize(const ResourceIndex& index, const RegistryKey& source,

@@ -59,10 +59,11 @@ class ResourceIndex {
 // True when a registry exists in the catalog and is enabled (S8).
 bool region_enabled(const ResourceIndex& index, const RegistryKey& key);
 
-// Destinations of a push into `source`/`repository` (S5); empty when the source registry has
-// no ReplicationConfig, is not enabled, or no rule applies.
+// Destinations of a push of `tag` into `source`/`repository` (S5, S18: an empty tag is a push
+// by digest only, which no tag filter matches); empty when the source registry has no
+// ReplicationConfig, is not enabled, or no rule applies.
 std::vector<RegistryKey> destinations_for_push(const ResourceIndex& index, const RegistryKey& source,
-                                               std::string_view repository);
+                                               std::string_view repository, std::string_view tag);
 
 struct Authorization {
   bool allowed = false;

@@ -103,9 +103,16 @@ struct RepositoryFilter {
   std::string filter_type = "PREFIX_MATCH";
 };
 
+// S18 (beyond ECR): a tag filter; `*` matches any run of characters, the rest literally.
+struct TagFilter {
+  std::string filter;
+  std::string filter_type = "WILDCARD";
+};
+
 struct ReplicationRule {
   std::vector<RegistryKey> destinations;
   std::vector<RepositoryFilter> repository_filters;
+  std::vector<TagFilter> tag_filters;  // empty: every push, as ECR (S18)
 };
 
 struct ReplicationConfigSpec {

@@ -24,6 +24,10 @@ const std::regex& filter_re() {
   static const std::regex re{R"((?:[a-z0-9]+(?:[._-][a-z0-9]*)*/)*[a-z0-9]*(?:[._-][a-z0-9]*)*)"};
   return re;
 }
+const std::regex& tag_filter_re() {
+  static const std::regex re{"[0-9a-zA-Z._*-]{1,128}"};
+  return re;
+}
 const std::regex& repository_re() {
   static const std::regex re{
       R"([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"};
@@ -183,6 +187,28 @@ FieldErrors validate(const ReplicationConfig& r, const RegistryCatalog& catalog)
       if (f.filter_type != "PREFIX_MATCH") {
         errors.push_back({fp + ".filterType",
                           quoted(f.filter_type) + " is not supported; only PREFIX_MATCH"});
+      }
+    }
+    if (rule.tag_filters.size() > kMaxTagFiltersPerRule) {
+      errors.push_back({rp + ".tagFilters", std::to_string(rule.tag_filters.size()) +
+                                                " filters, at most " +
+                                                std::to_string(kMaxTagFiltersPerRule) + " allowed"});
+    }
+    for (std::size_t j = 0; j < rule.tag_filters.size(); ++j) {
+      const auto& f = rule.tag_filters[j];
+      const std::string fp = rp + ".tagFilters[" + std::to_string(j) + "]";
+      if (f.filter.empty() || f.filter.size() > kMaxTagFilterLength) {
+        errors.push_back({fp + ".filter", quoted(f.filter) + " is " + std::to_string(f.filter.size()) +
+                                              " characters long, must be 1 to " +
+                                              std::to_string(kMaxTagFilterLength)});
+      } else if (!std::regex_match(f.filter, tag_filter_re())) {
+        errors.push_back({fp + ".filter", quoted(f.filter) +
+                                              " does not match ^[0-9a-zA-Z._*-]{1,128}$ "
+                                              "(tag pattern, * matches any run of characters)"});
+      }
+      if (f.filter_type != "WILDCARD") {
+        errors.push_back({fp + ".filterType",
+                          quoted(f.filter_type) + " is not supported; only WILDCARD"});
       }
     }
   }

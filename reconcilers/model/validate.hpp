@@ -17,6 +17,8 @@ inline constexpr std::size_t kMaxUniqueDestinations = 25;
 inline constexpr std::size_t kMaxFiltersPerRule = 100;
 inline constexpr std::size_t kMinFilterLength = 2;
 inline constexpr std::size_t kMaxFilterLength = 256;
+inline constexpr std::size_t kMaxTagFiltersPerRule = 100;  // S18
+inline constexpr std::size_t kMaxTagFilterLength = 128;
 inline constexpr std::size_t kMaxRepositoryNameLength = 256;
 
 bool is_valid_registry_id(std::string_view s);

@@ -126,6 +126,25 @@ spec:
   EXPECT_EQ(rc.spec.rules[0].repository_filters[0].filter_type, "PREFIX_MATCH");
 }
 
+TEST(Parse, TagFilterTypeDefaultsToWildcard) {
+  auto p = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: ReplicationConfig
+metadata: {name: c}
+spec:
+  registryId: "111111111111"
+  region: us-east-1
+  rules: [{destinations: [{region: us-west-2, registryId: "111111111111"}], tagFilters: [{filter: "v*"}, {filter: latest, filterType: WILDCARD}]}]
+)");
+  ASSERT_TRUE(p.resource);
+  const auto& rc = std::get<ReplicationConfig>(*p.resource);
+  ASSERT_EQ(rc.spec.rules[0].tag_filters.size(), 2u);
+  EXPECT_EQ(rc.spec.rules[0].tag_filters[0].filter, "v*");
+  EXPECT_EQ(rc.spec.rules[0].tag_filters[0].filter_type, "WILDCARD");
+  EXPECT_EQ(rc.spec.rules[0].tag_filters[1].filter, "latest");
+  EXPECT_TRUE(rc.spec.rules[0].repository_filters.empty());
+}
+
 TEST(Parse, MultiDocumentYamlAndListKind) {
   auto docs = load_documents(R"(
 ---

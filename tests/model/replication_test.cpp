@@ -61,16 +61,16 @@ const std::string kAllowBoth =
 TEST(Replication, DestinationsOfAPush) {
   auto res = load(registry("a", kSrc) + registry("b", kWest) + registry("c", kEu) + kConfig);
   ResourceIndex index(res);
-  EXPECT_THAT(destinations_for_push(index, kSrc, "prod/app"), ElementsAre(kWest, kEu));
-  EXPECT_THAT(destinations_for_push(index, kSrc, "dev/app"), IsEmpty());
-  EXPECT_THAT(destinations_for_push(index, kWest, "prod/app"), IsEmpty());  // no config for B: no chaining
+  EXPECT_THAT(destinations_for_push(index, kSrc, "prod/app", "v1"), ElementsAre(kWest, kEu));
+  EXPECT_THAT(destinations_for_push(index, kSrc, "dev/app", "v1"), IsEmpty());
+  EXPECT_THAT(destinations_for_push(index, kWest, "prod/app", "v1"), IsEmpty());  // no config for B: no chaining
   EXPECT_EQ(index.registry_named("b")->key(), kWest);
 }
 
 TEST(Replication, DisabledSourceRegionReplicatesNothing) {
   auto res = load(registry("a", kSrc, false) + registry("b", kWest) + kConfig);
   ResourceIndex index(res);
-  EXPECT_THAT(destinations_for_push(index, kSrc, "prod/app"), IsEmpty());
+  EXPECT_THAT(destinations_for_push(index, kSrc, "prod/app", "v1"), IsEmpty());
 }
 
 TEST(Replication, SameAccountNeedsNoPolicy) {

@@ -1,4 +1,4 @@
-// Validation: SPEC §1, S6 and S7 boundaries, each error naming its field and limit.
+// Validation: SPEC §1, S6, S7 and S18 boundaries, each error naming its field and limit.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -116,6 +116,57 @@ INSTANTIATE_TEST_SUITE_P(
         FilterCase{"prod", "SUFFIX_MATCH",
                    "spec.rules[0].repositoryFilters[0].filterType: \"SUFFIX_MATCH\" is not "
                    "supported; only PREFIX_MATCH"}));
+
+TEST(ValidateReplicationConfig, HundredTagFiltersPassHundredOneFail) {
+  auto rc = config();
+  rc.spec.rules = {rule_to({account_dest(0)})};
+  for (int i = 0; i < 100; ++i) rc.spec.rules[0].tag_filters.push_back({"v" + std::to_string(i) + "*", "WILDCARD"});
+  EXPECT_THAT(messages(validate(rc)), IsEmpty());
+  rc.spec.rules[0].tag_filters.push_back({"v100*", "WILDCARD"});
+  EXPECT_THAT(messages(validate(rc)),
+              ElementsAre("spec.rules[0].tagFilters: 101 filters, at most 100 allowed"));
+}
+
+class TagFilterValidation : public ::testing::TestWithParam<FilterCase> {};
+
+TEST_P(TagFilterValidation, NamesTheFieldAndLimit) {
+  auto rc = config();
+  rc.spec.rules = {rule_to({account_dest(0)}, {"prod"})};
+  rc.spec.rules[0].tag_filters = {{"v*", "WILDCARD"}, {"latest", "WILDCARD"}};
+  rc.spec.rules[0].tag_filters.push_back({GetParam().filter, GetParam().filter_type});
+  auto errors = messages(validate(rc));
+  if (GetParam().expected.empty()) {
+    EXPECT_THAT(errors, IsEmpty());
+  } else {
+    EXPECT_THAT(errors, ElementsAre(GetParam().expected));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Boundaries, TagFilterValidation,
+    ::testing::Values(
+        FilterCase{"*", "WILDCARD", ""},
+        FilterCase{"v", "WILDCARD", ""},
+        FilterCase{"*-rc*", "WILDCARD", ""},
+        FilterCase{"Release_1.0-*", "WILDCARD", ""},
+        FilterCase{std::string(128, 'a'), "WILDCARD", ""},
+        FilterCase{"", "WILDCARD",
+                   "spec.rules[0].tagFilters[2].filter: \"\" is 0 characters long, must be 1 to 128"},
+        FilterCase{std::string(129, 'a'), "WILDCARD",
+                   "spec.rules[0].tagFilters[2].filter: \"" + std::string(129, 'a') +
+                       "\" is 129 characters long, must be 1 to 128"},
+        FilterCase{"v1/x", "WILDCARD",
+                   "spec.rules[0].tagFilters[2].filter: \"v1/x\" does not match "
+                   "^[0-9a-zA-Z._*-]{1,128}$ (tag pattern, * matches any run of characters)"},
+        FilterCase{"v?", "WILDCARD",
+                   "spec.rules[0].tagFilters[2].filter: \"v?\" does not match "
+                   "^[0-9a-zA-Z._*-]{1,128}$ (tag pattern, * matches any run of characters)"},
+        FilterCase{"v*", "PREFIX_MATCH",
+                   "spec.rules[0].tagFilters[2].filterType: \"PREFIX_MATCH\" is not supported; "
+                   "only WILDCARD"},
+        FilterCase{"v*", "REGEX",
+                   "spec.rules[0].tagFilters[2].filterType: \"REGEX\" is not supported; only "
+                   "WILDCARD"}));
 
 TEST(ValidateReplicationConfig, CrossPartitionIsRejected) {
   auto rc = config("111111111111", "us-west-2");
