@@ -164,6 +164,46 @@ class CrossRegionAndAccount(E2ETest):
         self.assertEqual(len(records), 1)
         self.assertEqual(len(records[0]["spec"]["destinations"]), 2)
 
+    def test_s18_tag_filters_replicate_matching_tags_only(self):
+        """S18 (beyond ECR): a rule with tagFilters ["v*"] copies app:v1, not app:latest, and not a
+        push by digest only; a rule without tagFilters (ECR's) still copies every push."""
+        self.ferry.write("config.yaml", (
+            f"apiVersion: ferry.dev/v1alpha1\nkind: ReplicationConfig\nmetadata: {{name: a}}\n"
+            f"spec:\n  registryId: \"{A_ID}\"\n  region: us-east-1\n  rules:\n"
+            f"  - destinations: [{{region: us-west-2, registryId: \"{A_ID}\"}}]\n"
+            f"    tagFilters: [{{filter: \"v*\", filterType: WILDCARD}}]\n"
+            f"  - destinations: [{{region: eu-west-1, registryId: \"{B_ID}\"}}]\n"
+            f"    repositoryFilters: [{{filter: app, filterType: PREFIX_MATCH}}]\n"))
+        self.ferry.write("policy.yaml", registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        self.ferry.start()
+        v1, latest = self.image(seed="t1"), self.image(seed="t2")
+        v1.push(self.a, "app", tag="v1")
+        latest.push(self.a, "app", tag="latest")
+        st = self.ferry.wait_status("app", "v1", expected=2)
+        self.assertEqual({k: v["status"] for k, v in st.items()},
+                         {(A_ID, "us-west-2"): "COMPLETE", (B_ID, "eu-west-1"): "COMPLETE"})
+        st = self.ferry.wait_status("app", "latest", expected=1)
+        self.assertEqual(list(st), [(B_ID, "eu-west-1")], "latest goes only through the rule without tag filters")
+        self.assertEqual(self.b.manifest("app", "v1"), self.a.manifest("app", "v1"))
+        self.assertIsNone(self.b.manifest("app", "latest"))
+        self.assertIsNone(self.b.manifest("app", latest.digest))
+        self.assertEqual(self.c.manifest("app", "latest"), self.a.manifest("app", "latest"))
+        # solo/x is reached only by the tag-filtered rule: a tag outside it and a push by digest
+        # only (no tag) are not replicated; a later v2 is, which shows both were decided before.
+        solo = self.image(seed="t3")
+        solo.push(self.a, "solo/x", tag="latest")
+        code, body = self.ferry.post_events(self.a.name, push_event("solo/x", solo.digest, event_id="evt-solo-digest"))
+        self.assertEqual(code, 200, body)
+        self.image(seed="t4").push(self.a, "solo/x", tag="v2")
+        self.assertEqual(list(self.ferry.wait_status("solo/x", "v2", expected=1)), [(A_ID, "us-west-2")])
+        time.sleep(1.0)
+        records = [r["spec"]["source"] for r in self.ferry.records("imagereplications")
+                   if r["spec"]["source"]["repositoryName"] == "solo/x"]
+        self.assertEqual([r.get("imageTag") for r in records], ["v2"], records)
+        self.assertIsNone(self.b.manifest("solo/x", "latest"))
+        self.assertIsNone(self.b.manifest("solo/x", solo.digest))
+        self.assertEqual(self.c.catalog(), ["app"])
+
     # ---- failed copies (issue 15) -------------------------------------------------------------
 
     def test_failed_copy_leaves_no_repository_record_and_widens_no_policy(self):
