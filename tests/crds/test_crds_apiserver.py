@@ -98,6 +98,34 @@ class ApiServerValidation(unittest.TestCase):
         self.assertIn(".spec.rules[0].destination: field not declared in schema", res.stderr)
         self.assertIn("spec.rules[0].destination", self.validate(typo))
 
+    def test_tag_filters_limits_grammar_and_default(self):
+        def tagged(name, tag_filters):
+            obj = config(name, [("111111111111", "us-west-2")])
+            obj["spec"]["rules"][0]["tagFilters"] = tag_filters
+            return obj
+        cases = {
+            "too-many-tag-filters": (tagged("too-many-tag-filters", [{"filter": f"v{i}*"} for i in range(101)]),
+                                     "spec.rules[0].tagFilters: Too many: 101: must have at most 100 items",
+                                     "spec.rules[0].tagFilters: 101 filters, at most 100 allowed"),
+            "bad-tag-filter": (tagged("bad-tag-filter", [{"filter": "v*"}, {"filter": "ok"}, {"filter": "v1/x"}]),
+                               "spec.rules[0].tagFilters[2].filter: Invalid value: \"v1/x\"",
+                               "spec.rules[0].tagFilters[2].filter: \"v1/x\" does not match"),
+            "bad-tag-filter-type": (tagged("bad-tag-filter-type", [{"filter": "v*", "filterType": "REGEX"}]),
+                                    "spec.rules[0].tagFilters[0].filterType: Unsupported value: \"REGEX\"",
+                                    "spec.rules[0].tagFilters[0].filterType: \"REGEX\" is not supported; only WILDCARD"),
+        }
+        for name, (obj, server_says, validate_says) in cases.items():
+            with self.subTest(name):
+                res = self.apply(obj)
+                self.assertNotEqual(res.returncode, 0, res.stdout)
+                self.assertIn(server_says, res.stderr)
+                self.assertIn(validate_says, self.validate(obj))
+        ok = tagged("tag-filtered", [{"filter": "v*"}, {"filter": "*-rc*", "filterType": "WILDCARD"}])
+        self.assertEqual(self.apply(ok).returncode, 0)
+        got = json.loads(self.cp.kubectl("get", "replicationconfig", "tag-filtered", "-o", "json").stdout)
+        self.assertEqual(got["spec"]["rules"][0]["tagFilters"],
+                         [{"filter": "v*", "filterType": "WILDCARD"}, {"filter": "*-rc*", "filterType": "WILDCARD"}])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
