@@ -139,15 +139,26 @@ model::CommonStatus progressing_status(std::vector<Condition> old, std::int64_t 
   return with(std::move(old), generation);
 }
 
+model::CommonStatus failing_status(std::vector<Condition> old, std::int64_t generation,
+                                   const std::string& reason, const std::string& message,
+                                   const std::string& now) {
+  set_condition(old, cond(kReady, "False", reason, message, generation), now);
+  set_condition(old, cond(kStalled, "True", reason, message, generation), now);
+  remove_condition(old, kReconciling);
+  return with(std::move(old), generation);
+}
+
 json::object registry_status(const json::value& object, const model::Registry& registry,
                              const ProbeResult& probe, const std::string& now) {
   const auto gen = registry.metadata.generation;
   auto conds = read_conditions(object);
   model::CommonStatus s;
   if (!probe.reachable) {
-    s = progressing_status(std::move(conds), gen, "EndpointUnreachable", probe.message, now);
+    s = failing_status(std::move(conds), gen, "Unreachable",
+                       "endpoint " + registry.spec.endpoint + ": " + probe.message, now);
   } else if (probe.credentials_accepted.has_value() && !*probe.credentials_accepted) {
-    s = progressing_status(std::move(conds), gen, "CredentialsRejected", probe.message, now);
+    s = failing_status(std::move(conds), gen, "CredentialsRejected",
+                       "endpoint " + registry.spec.endpoint + ": " + probe.message, now);
   } else {
     s = ready_status(std::move(conds), gen, "EndpointReachable", probe.message, now);
   }
@@ -271,7 +282,29 @@ json::object replication_config_status(const json::value& object,
     message += "; the source region is not enabled (no Registry for " +
                model::to_string(config.key()) + " or enabled: false), nothing replicates";
   }
-  auto common = ready_status(read_conditions(object), gen, "Valid", message, now);
+  // Ready only when every destination is; the first bad one names the reason. Not Stalled: a
+  // policy, a Registry or the network may heal, and the reconciler re-checks.
+  std::string bad;
+  std::string first_state;
+  for (const auto& d : dests) {
+    if (d.state == "Ready") continue;
+    if (first_state.empty()) first_state = d.state;
+    if (!bad.empty()) bad += "; ";
+    bad += model::to_string(model::RegistryKey{d.registry_id, d.region}) + " " + d.state + ": " +
+           d.message;
+  }
+  model::CommonStatus common;
+  if (first_state.empty()) {
+    common = ready_status(read_conditions(object), gen, "Valid", message, now);
+  } else {
+    auto conds = read_conditions(object);
+    set_condition(conds,
+                  cond(kReady, "False", "Destination" + first_state, message + "; " + bad, gen),
+                  now);
+    remove_condition(conds, kStalled);
+    remove_condition(conds, kReconciling);
+    common = with(std::move(conds), gen);
+  }
 
   // CredentialsReady (S14): every probed registry reachable with its credentials accepted.
   std::string failed;

@@ -54,6 +54,12 @@ model::CommonStatus progressing_status(std::vector<model::Condition> old, std::i
                                        const std::string& reason, const std::string& message,
                                        const std::string& now);
 
+// Failing but retried in the background: Ready False and Stalled True with the same reason, no
+// Reconciling (kstatus: Failed, so GitOps tools report it unhealthy instead of waiting forever).
+model::CommonStatus failing_status(std::vector<model::Condition> old, std::int64_t generation,
+                                   const std::string& reason, const std::string& message,
+                                   const std::string& now);
+
 // What a GET /v2/ probe of a registry found.
 struct ProbeResult {
   bool reachable = false;
@@ -61,8 +67,9 @@ struct ProbeResult {
   std::string message;
 };
 
-// Registry: reachable and credentials accepted → Ready; unreachable or rejected → Ready False,
-// Reconciling True (the reconciler retries).
+// Registry: reachable and credentials accepted → Ready; unreachable or rejected → Ready False and
+// Stalled True (reason Unreachable or CredentialsRejected, message naming the endpoint and the
+// error) after the first failed probe; the reconciler keeps re-probing.
 boost::json::object registry_status(const boost::json::value& object,
                                     const model::Registry& registry, const ProbeResult& probe,
                                     const std::string& now);

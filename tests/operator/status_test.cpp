@@ -79,7 +79,18 @@ TEST(Registry, ReachableReadyElseReconciling) {
   EXPECT_EQ(ok.at("observedGeneration").as_int64(), 2);
   auto down = registry_status(obj, reg, {false, std::nullopt, "connection refused"}, "t1");
   EXPECT_EQ(condition(down, "Ready").at("status").as_string(), "False");
-  EXPECT_EQ(condition(down, "Reconciling").at("status").as_string(), "True");
+  // Not Reconciling forever (kstatus InProgress): Ready False and Stalled True after the first
+  // failed probe, naming the endpoint and the error.
+  EXPECT_FALSE(has_condition(down, "Reconciling"));
+  EXPECT_EQ(condition(down, "Ready").at("reason").as_string(), "Unreachable");
+  EXPECT_EQ(condition(down, "Ready").at("message").as_string(),
+            "endpoint http://127.0.0.1:5000: connection refused");
+  EXPECT_EQ(condition(down, "Stalled").at("status").as_string(), "True");
+  // Reachable again: Ready, the Stalled condition goes.
+  obj.as_object()["status"] = down;
+  auto healed = registry_status(obj, reg, {true, true, "GET /v2/ answered 200"}, "t2");
+  EXPECT_EQ(condition(healed, "Ready").at("status").as_string(), "True");
+  EXPECT_FALSE(has_condition(healed, "Stalled"));
   auto rejected = registry_status(obj, reg, {true, false, "credentials rejected"}, "t1");
   EXPECT_EQ(condition(rejected, "Ready").at("reason").as_string(), "CredentialsRejected");
 }
@@ -223,7 +234,16 @@ TEST(ReplicationConfig, EffectiveSinceKeptWhileGenerationUnchangedAndCredentials
       {{"222222222222", "eu-west-1"}, {true, true, "ok"}}};
   auto st = replication_config_status(obj, cfg, index, probes, "t1");
   EXPECT_EQ(st.at("effectiveSince").as_string(), "t1");
-  EXPECT_EQ(condition(st, "Ready").at("status").as_string(), "True");
+  // Denied, disabled and policy-less destinations: not Ready (this used to assert Ready True, the
+  // defect), the reason names the first problem, the message each bad destination; not Stalled.
+  EXPECT_EQ(condition(st, "Ready").at("status").as_string(), "False");
+  EXPECT_EQ(condition(st, "Ready").at("reason").as_string(), "DestinationDenied");
+  const std::string msg(condition(st, "Ready").at("message").as_string());
+  EXPECT_NE(msg.find("333333333333/eu-west-1 Denied"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("444444444444/ap-south-1 RegionNotEnabled"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("666666666666/us-east-2 RegionNotEnabled"), std::string::npos) << msg;
+  EXPECT_FALSE(has_condition(st, "Stalled"));
+  EXPECT_FALSE(has_condition(st, "Reconciling"));
   EXPECT_EQ(condition(st, "CredentialsReady").at("status").as_string(), "True");
   EXPECT_EQ(st.at("destinations").as_array().size(), 6u);
   obj.as_object()["status"] = st;
@@ -284,6 +304,27 @@ TEST(Admission, AllowsValidDeniesInvalidRejectsMalformed) {
        R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}})"}) {
     EXPECT_EQ(review_admission(m).http_status, 400u) << m;
   }
+}
+
+TEST(ReplicationConfig, ReadyOnlyWhenEveryDestinationIs) {
+  auto res = resources(kCatalog);
+  model::ResourceIndex index(res);
+  auto obj = object(
+      R"({"apiVersion":"ferry.dev/v1alpha1","kind":"ReplicationConfig","metadata":{"name":"ok","generation":1},
+      "spec":{"registryId":"111111111111","region":"us-east-1","rules":[
+        {"destinations":[{"region":"us-west-2","registryId":"111111111111"},{"region":"eu-west-1","registryId":"222222222222"}]}]}})");
+  auto cfg = parse_as<model::ReplicationConfig>(obj);
+  auto st = replication_config_status(obj, cfg, index, {}, "t1");
+  EXPECT_EQ(condition(st, "Ready").at("status").as_string(), "True");
+  std::map<model::RegistryKey, ProbeResult> probes{
+      {{"222222222222", "eu-west-1"}, {false, std::nullopt, "connection refused"}}};
+  obj.as_object()["status"] = st;
+  auto down = replication_config_status(obj, cfg, index, probes, "t2");
+  EXPECT_EQ(condition(down, "Ready").at("status").as_string(), "False");
+  EXPECT_EQ(condition(down, "Ready").at("reason").as_string(), "DestinationUnreachable");
+  EXPECT_EQ(condition(down, "Ready").at("message").as_string(),
+            "1 of 2 destinations ready; 222222222222/eu-west-1 Unreachable: connection refused");
+  EXPECT_FALSE(has_condition(down, "Stalled"));
 }
 
 }  // namespace
