@@ -17,7 +17,6 @@ cluster shares one control plane between its tests.
 import base64
 import hashlib
 import http.client
-import http.server
 import json
 import os
 import pathlib
@@ -28,7 +27,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
@@ -41,6 +39,7 @@ sys.dont_write_bytecode = True   # nothing written under the source tree
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from testproc import free_port, stop_pid  # noqa: E402
 from kube_control_plane import ControlPlane, NAMESPACE as NS, peer  # noqa: E402
+from stub_registry import StubRegistry  # noqa: E402
 
 CHART = ROOT / "charts" / "ferry"
 EXAMPLES = ROOT / "examples"
@@ -208,38 +207,6 @@ def expand(rules):
                     for n in rule.get("resourceNames") or [""]:
                         out.add((g, r, v, n))
     return out
-
-
-class StubRegistry(http.server.ThreadingHTTPServer):
-    """An OCI endpoint: GET /v2/ answers 200 with the right Basic credentials, 401 without."""
-
-    def __init__(self, username, password):
-        expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                code = 200 if self.headers.get("Authorization") == expected else 401
-                if self.path.split("?")[0] != "/v2/":
-                    code = 404 if code == 200 else code
-                body = b"{}"
-                self.send_response(code)
-                if code == 401:
-                    self.send_header("WWW-Authenticate", 'Basic realm="stub"')
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
 
 
 class ClusterTestCase(unittest.TestCase):
@@ -1003,7 +970,7 @@ class OperatorRbacTest(ClusterTestCase):
 
     def test_operator_runs_as_the_chart_service_account(self):
         self.assertTrue(os.access(FERRY, os.X_OK), f"no ferry binary at {FERRY}; set FERRY_BINARY")
-        stub = StubRegistry("ferry-example", "not-a-real-password")   # examples/secrets.yaml's team B
+        stub = StubRegistry(("ferry-example", "not-a-real-password"))   # examples/secrets.yaml's team B
         self.addCleanup(stub.stop)
         self.helm("install", "ferry", str(CHART), "-n", NS)
         sa = self.cp.service_account_kubeconfig("ferry", NS)

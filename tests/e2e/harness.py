@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.error
 import urllib.request
@@ -19,19 +18,8 @@ SUPPORT = os.path.join(ROOT, "tests", "support")
 FERRY = os.environ.get("FERRY_BINARY", os.path.join(ROOT, "build", "operator", "ferry"))
 OCI_IMAGE = os.path.join(SUPPORT, "oci_image.py")
 sys.path.insert(0, SUPPORT)
-from testproc import free_port  # noqa: E402
+from testproc import free_port, wait_until  # noqa: E402
 from kube_control_plane import ControlPlane, peer  # noqa: E402
-
-
-def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def run(cmd, check=True, **kw):

@@ -26,7 +26,7 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from kube_control_plane import NAMESPACE, ControlPlane  # noqa: E402
-from testproc import free_port, stop_pid  # noqa: E402
+from testproc import free_port, stop_pid, wait_until  # noqa: E402
 
 FERRY = os.environ.get("FERRY_BINARY", str(ROOT / "build" / "operator" / "ferry"))
 EXEC_V1 = "client.authentication.k8s.io/v1"
@@ -122,14 +122,7 @@ class ExecCredentials(unittest.TestCase):
         return out
 
     def eventually(self, fn, what, timeout=60):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(0.2)
-        self.fail(f"timed out waiting for {what} (last: {last!r})")
+        return wait_until(fn, timeout, interval=0.2, what=what)
 
     def requests_by(self, username):
         return self.cp.audit(username=username)

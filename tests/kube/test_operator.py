@@ -7,7 +7,6 @@ the test fails. Which requests the operator made is read from the API server's a
 FERRY_BINARY names the binary.
 """
 import base64
-import http.server
 import json
 import os
 import pathlib
@@ -18,7 +17,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
@@ -28,41 +26,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from testproc import free_port, stop_pid  # noqa: E402
 from kube_control_plane import ControlPlane, Pki, peer  # noqa: E402
+from stub_registry import StubRegistry  # noqa: E402
+from testproc import wait_until  # noqa: E402
 EXAMPLES = ROOT / "examples"
 FERRY = os.environ.get("FERRY_BINARY", str(ROOT / "build-op" / "operator" / "ferry"))
 GROUP = "/apis/ferry.dev/v1alpha1"
-
-
-class StubRegistry(http.server.ThreadingHTTPServer):
-    """An OCI endpoint that answers GET /v2/ with 200, or 401 without the right Basic credentials."""
-
-    def __init__(self, basic_auth=None):
-        expected = "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode() if basic_auth else None
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                code = 200 if self.path == "/v2/" else 404
-                body = b"{}"
-                if expected and self.headers.get("Authorization") != expected:
-                    code = 401
-                self.send_response(code)
-                if code == 401:
-                    self.send_header("WWW-Authenticate", 'Basic realm="stub"')
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
 
 
 class Operator:
@@ -94,6 +62,21 @@ class Operator:
             return 0, ""
 
 
+def served_certificate(port, op):
+    """The certificate (DER) the webhook on `port` serves to a new connection, unverified; None
+    while nothing answers (and the operator is still running)."""
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with unverified.wrap_socket(raw) as tls:
+                return tls.getpeercert(binary_form=True)
+    except OSError:
+        assert op.proc.poll() is None, op.text()
+        return None
+
+
 class OperatorTestCase(unittest.TestCase):
     apiserver_args = ()
 
@@ -122,14 +105,7 @@ class OperatorTestCase(unittest.TestCase):
         return self.kubectl("get", resource, "-o", f"jsonpath={path}").stdout
 
     def eventually(self, fn, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(0.2)
-        self.fail(f"timed out waiting for {what} (last: {last!r})")
+        return wait_until(fn, timeout, interval=0.2, what=what)
 
     def start_operator(self, *extra, kubeconfig=None):
         op = Operator(self, "--webhook-port", "0", *extra, kubeconfig=kubeconfig)
@@ -202,7 +178,15 @@ class StatusConditions(OperatorTestCase):
                                 ("333333333333", "us-east-2")], ["prod"]))
         op = self.start_operator()
         self.kubectl("wait", "--for=condition=Ready", "registry/src", "registry/dst", "registrypolicy/other-policy",
-                     "replicationconfig/cfg", "--timeout=30s")
+                     "--timeout=30s")
+        # A destination without an enabled Registry: the configuration is not Ready (it used to be), the
+        # reason names the problem and the message the destination; not Stalled, since it may heal.
+        self.kubectl("wait", "--for=condition=Ready=False", "replicationconfig/cfg", "--timeout=30s")
+        self.assertEqual(self.jsonpath("replicationconfig/cfg", '{.status.conditions[?(@.type=="Ready")].reason}'),
+                         "DestinationRegionNotEnabled")
+        self.assertIn("333333333333/us-east-2 RegionNotEnabled", self.jsonpath(
+            "replicationconfig/cfg", '{.status.conditions[?(@.type=="Ready")].message}'))
+        self.assertEqual(self.jsonpath("replicationconfig/cfg", '{.status.conditions[?(@.type=="Stalled")].status}'), "")
         self.assertEqual(self.jsonpath("replicationconfig/cfg", "{.status.observedGeneration}"), "1")
         states = json.loads(self.jsonpath("replicationconfig/cfg", "{.status.destinations}"))
         self.assertEqual([(d["registryId"], d["state"]) for d in states],
@@ -213,19 +197,30 @@ class StatusConditions(OperatorTestCase):
             "CredentialsReady")
         # Examples: valid objects become Ready; registries at unreachable example.com endpoints do not.
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy", "--all", "--timeout=30s")
-        self.kubectl("wait", "--for=condition=Ready", "replicationconfig", "--all", "--timeout=30s")
-        self.eventually(lambda: self.jsonpath(
-            "registry/acct-a-us-east-1", '{.status.conditions[?(@.type=="Reconciling")].status}') == "True",
-            "unreachable example registry reported Reconciling")
-        # GitOps health: Ready objects are Current, a Registry still reconciling is InProgress.
+        # The example configurations replicate into example.com registries nobody can reach: not Ready.
+        self.kubectl("wait", "--for=jsonpath={.status.observedGeneration}=1", "replicationconfig", "--all",
+                     "--timeout=30s")
+        # An unreachable Registry: Ready False (Unreachable, naming the endpoint) and Stalled True after the
+        # first failed probe, never Reconciling forever; the operator keeps re-probing.
+        self.kubectl("wait", "--for=condition=Stalled", "registry/acct-a-us-east-1", "--timeout=30s")
+        cond = '{.status.conditions[?(@.type=="%s")].%s}'
+        self.assertEqual(self.jsonpath("registry/acct-a-us-east-1", cond % ("Ready", "status")), "False")
+        self.assertEqual(self.jsonpath("registry/acct-a-us-east-1", cond % ("Ready", "reason")), "Unreachable")
+        endpoint = self.jsonpath("registry/acct-a-us-east-1", "{.spec.endpoint}")
+        self.assertTrue(self.jsonpath("registry/acct-a-us-east-1", cond % ("Ready", "message")).startswith(
+            f"endpoint {endpoint}: "))
+        self.assertEqual(self.jsonpath("registry/acct-a-us-east-1", cond % ("Reconciling", "status")), "")
+        # GitOps health (kstatus, as Flux and Argo CD compute it): Ready objects are Current; a configuration
+        # with a bad destination is Ready=False only, which kstatus reports as Current; an unreachable
+        # Registry is Stalled, which kstatus reports as Failed (unhealthy, not InProgress forever).
         health = self.kstatus("registries,registrypolicies,replicationconfigs")
         for name in ("Registry/src", "Registry/dst", "RegistryPolicy/other-policy", "ReplicationConfig/cfg"):
             self.assertEqual(health[name], "Current", health)
-        self.assertEqual(health["Registry/acct-a-us-east-1"], "InProgress", health)
+        self.assertEqual(health["Registry/acct-a-us-east-1"], "Failed", health)
         # Printer columns come from the CRDs (the API server answers kubectl's Table request).
         table = self.kubectl("get", "replicationconfigs").stdout
         self.assertIn("READY", table.splitlines()[0])
-        self.assertRegex(table, r"(?m)^cfg\s+111111111111\s+us-east-1\s+True")
+        self.assertRegex(table, r"(?m)^cfg\s+111111111111\s+us-east-1\s+False")
 
         # A spec edit bumps the generation; status follows.
         self.kubectl("patch", "replicationconfig/cfg", "--type=merge", "-p", json.dumps(
@@ -235,6 +230,8 @@ class StatusConditions(OperatorTestCase):
                         "observedGeneration 2")
         states = json.loads(self.jsonpath("replicationconfig/cfg", "{.status.destinations}"))
         self.assertEqual([(d["registryId"], d["state"]) for d in states], [("111111111111", "Ready")])
+        # Every destination Ready: the configuration is Ready again.
+        self.kubectl("wait", "--for=condition=Ready", "replicationconfig/cfg", "--timeout=30s")
         self.assertEqual(self.jsonpath(
             "replicationconfig/cfg", '{.status.conditions[?(@.type=="Ready")].observedGeneration}'), "2")
         # Status writes only when something changed: no status PUT while nothing changes.
@@ -500,18 +497,9 @@ class Webhook(OperatorTestCase):
         first = make_pair("ferry-webhook-1", certs)
         port = free_port()
         op = Operator(self, "--webhook-port", str(port), "--webhook-host", "127.0.0.1", "--webhook-cert-dir", certs)
-        unverified = ssl.create_default_context()
-        unverified.check_hostname = False
-        unverified.verify_mode = ssl.CERT_NONE
 
         def served():
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                    with unverified.wrap_socket(raw) as tls:
-                        return tls.getpeercert(binary_form=True)
-            except OSError:
-                self.assertIsNone(op.proc.poll(), op.text())
-                return None
+            return served_certificate(port, op)
         self.assertEqual(self.eventually(served, "the webhook"), first)
         second = make_pair("ferry-webhook-2", os.path.join(self.tmp, "renewed"))
         time.sleep(0.01)  # a distinct modification time
@@ -540,18 +528,9 @@ class ApiServerWebhook(OperatorTestCase):
         first = install(1)
         port = free_port()
         op = Operator(self, "--webhook-port", str(port), "--webhook-host", "127.0.0.1", "--webhook-cert-dir", certs)
-        unverified = ssl.create_default_context()
-        unverified.check_hostname = False
-        unverified.verify_mode = ssl.CERT_NONE
 
         def served():
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-                    with unverified.wrap_socket(raw) as tls:
-                        return tls.getpeercert(binary_form=True)
-            except OSError:
-                self.assertIsNone(op.proc.poll(), op.text())
-                return None
+            return served_certificate(port, op)
         self.assertEqual(self.eventually(served, "the webhook"), first)
         with open(pki.ca_crt, "rb") as f:
             ca_bundle = base64.b64encode(f.read()).decode()

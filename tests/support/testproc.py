@@ -1,9 +1,22 @@
-"""Process helpers shared by the Python test suites: free loopback ports, stopping by PID."""
+"""Process helpers shared by the Python test suites: free loopback ports, stopping by PID, waiting."""
 import os
 import random
 import signal
 import socket
 import subprocess
+import time
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05, what="condition"):
+    """Returns predicate()'s first truthy value; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def _ephemeral_low():
