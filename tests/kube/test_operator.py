@@ -211,11 +211,12 @@ class StatusConditions(OperatorTestCase):
             f"endpoint {endpoint}: "))
         self.assertEqual(self.jsonpath("registry/acct-a-us-east-1", cond % ("Reconciling", "status")), "")
         # GitOps health (kstatus, as Flux and Argo CD compute it): Ready objects are Current; a configuration
-        # with a bad destination is Ready=False only, which kstatus reports as Current; an unreachable
-        # Registry is Stalled, which kstatus reports as Failed (unhealthy, not InProgress forever).
+        # with a bad destination is Ready=False without Stalled, which kstatus reports as InProgress (it may
+        # heal); an unreachable Registry is Stalled, which kstatus reports as Failed (not InProgress forever).
         health = self.kstatus("registries,registrypolicies,replicationconfigs")
-        for name in ("Registry/src", "Registry/dst", "RegistryPolicy/other-policy", "ReplicationConfig/cfg"):
+        for name in ("Registry/src", "Registry/dst", "RegistryPolicy/other-policy"):
             self.assertEqual(health[name], "Current", health)
+        self.assertEqual(health["ReplicationConfig/cfg"], "InProgress", health)
         self.assertEqual(health["Registry/acct-a-us-east-1"], "Failed", health)
         # Printer columns come from the CRDs (the API server answers kubectl's Table request).
         table = self.kubectl("get", "replicationconfigs").stdout
@@ -232,6 +233,7 @@ class StatusConditions(OperatorTestCase):
         self.assertEqual([(d["registryId"], d["state"]) for d in states], [("111111111111", "Ready")])
         # Every destination Ready: the configuration is Ready again.
         self.kubectl("wait", "--for=condition=Ready", "replicationconfig/cfg", "--timeout=30s")
+        self.assertEqual(self.kstatus("replicationconfigs")["ReplicationConfig/cfg"], "Current")
         self.assertEqual(self.jsonpath(
             "replicationconfig/cfg", '{.status.conditions[?(@.type=="Ready")].observedGeneration}'), "2")
         # Status writes only when something changed: no status PUT while nothing changes.
