@@ -222,6 +222,12 @@ class StatusConditions(OperatorTestCase):
         table = self.kubectl("get", "replicationconfigs").stdout
         self.assertIn("READY", table.splitlines()[0])
         self.assertRegex(table, r"(?m)^cfg\s+111111111111\s+us-east-1\s+False")
+        wide = self.kubectl("get", "registry/acct-a-us-east-1", "-o", "wide").stdout
+        self.assertIn("MESSAGE", wide.splitlines()[0])
+        self.assertRegex(wide, r"False\s+Unreachable\s+endpoint ")
+        columns = self.kubectl("get", "crd", "imagereplications.ferry.dev", "-o",
+                               "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}").stdout.split()
+        self.assertEqual(columns[columns.index("Complete") + 1], "Failed", columns)
 
         # A spec edit bumps the generation; status follows.
         self.kubectl("patch", "replicationconfig/cfg", "--type=merge", "-p", json.dumps(
