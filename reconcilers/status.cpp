@@ -357,4 +357,32 @@ json::object replication_config_status(const json::value& object,
                 {"observedGeneration", "conditions", "effectiveSince", "destinations"});
 }
 
+void image_replication_conditions(model::ImageReplication& record, const std::string& now) {
+  const auto& st = record.status.replication_statuses;
+  const auto gen = record.metadata.generation;
+  const auto complete = std::count_if(st.begin(), st.end(),
+                                      [](const auto& s) { return s.status == model::kComplete; });
+  std::string failed;
+  std::size_t n_failed = 0;
+  for (const auto& s : st) {
+    if (s.status != model::kFailed) continue;
+    ++n_failed;
+    if (!failed.empty()) failed += "; ";
+    failed += s.registry_id + "/" + s.region + (s.message.empty() ? "" : ": " + s.message);
+  }
+  const std::string of = " of " + std::to_string(st.size()) + " destinations";
+  auto& conds = record.status.conditions;
+  const bool all = !st.empty() && static_cast<std::size_t>(complete) == st.size();
+  set_condition(conds,
+                cond("Complete", all ? "True" : "False", all ? "AllComplete" : "NotAllComplete",
+                     std::to_string(complete) + of + " COMPLETE", gen),
+                now);
+  set_condition(conds,
+                cond("Failed", n_failed ? "True" : "False", n_failed ? "DestinationFailed" : "NoneFailed",
+                     n_failed ? std::to_string(n_failed) + of + " FAILED: " + failed
+                              : "no destination FAILED",
+                     gen),
+                now);
+}
+
 }  // namespace ferry::reconcilers

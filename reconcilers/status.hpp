@@ -100,4 +100,9 @@ boost::json::object replication_config_status(
     const model::ResourceIndex& index, const std::map<model::RegistryKey, ProbeResult>& probes,
     const std::string& now, const std::map<model::RegistryKey, std::string>& effective = {});
 
+// ImageReplication: Complete True when every destination is COMPLETE, Failed True when any is
+// FAILED (False otherwise, with "n of m" messages), set in record.status.conditions. Meant to be
+// called wherever the engine summarizes a record before writing it (after model::summarize).
+void image_replication_conditions(model::ImageReplication& record, const std::string& now);
+
 }  // namespace ferry::reconcilers

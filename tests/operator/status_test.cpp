@@ -327,5 +327,28 @@ TEST(ReplicationConfig, ReadyOnlyWhenEveryDestinationIs) {
   EXPECT_FALSE(has_condition(down, "Stalled"));
 }
 
+TEST(ImageReplication, CompleteAndFailedConditions) {
+  model::ImageReplication r;
+  r.status.replication_statuses = {{.region = "us-west-2", .registry_id = "111111111111", .status = "COMPLETE"},
+                                   {.region = "eu-west-1", .registry_id = "222222222222", .status = "IN_PROGRESS"}};
+  image_replication_conditions(r, "t1");
+  const auto* c = find_condition(r.status.conditions, "Complete");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, "False");
+  EXPECT_EQ(find_condition(r.status.conditions, "Failed")->status, "False");
+  r.status.replication_statuses[1].status = "FAILED";
+  r.status.replication_statuses[1].message = "denied";
+  image_replication_conditions(r, "t2");
+  EXPECT_EQ(find_condition(r.status.conditions, "Failed")->status, "True");
+  EXPECT_EQ(find_condition(r.status.conditions, "Failed")->message,
+            "1 of 2 destinations FAILED: 222222222222/eu-west-1: denied");
+  EXPECT_EQ(find_condition(r.status.conditions, "Complete")->status, "False");
+  r.status.replication_statuses[1].status = "COMPLETE";
+  image_replication_conditions(r, "t3");
+  EXPECT_EQ(find_condition(r.status.conditions, "Complete")->status, "True");
+  EXPECT_EQ(find_condition(r.status.conditions, "Complete")->last_transition_time, "t3");
+  EXPECT_EQ(find_condition(r.status.conditions, "Failed")->status, "False");
+}
+
 }  // namespace
 }  // namespace ferry::reconcilers
