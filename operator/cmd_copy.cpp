@@ -45,6 +45,8 @@ Copy:
   --patch-bytes N              like --patch, in PATCH requests of N bytes
   -q, --quiet                  no progress line, no summary
   -v, --verbose                debug logging (never shows credentials)
+  --log-level LEVEL            trace|debug|info|warn|error (default info; -v is debug)
+  --log-format text|json       log lines on stderr as key=value text or JSON objects
 )";
 
 struct SideFlags {

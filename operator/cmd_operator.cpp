@@ -69,7 +69,8 @@ flags:
   --webhook-cert-dir DIR              tls.crt and tls.key (default /tmp/k8s-webhook-server/serving-certs)
   --workers N                         concurrent reconciles per controller (default 2)
   --graceful-shutdown-timeout SECS    time in-flight work gets after SIGTERM (default 30)
-  --log-format text|json              (default text)
+  --log-format text|json              (default text, or $FERRY_LOG_FORMAT)
+  --log-level LEVEL                   trace|debug|info|warn|error (default info, or $FERRY_LOG_LEVEL)
 )";
 
 struct Flags {
@@ -88,7 +89,6 @@ struct Flags {
   std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
   int workers = 2;
   int grace_seconds = 30;
-  std::string log_format = "text";
 };
 
 // ":8080" → "0.0.0.0:8080"; "0" → disabled (nullopt).
@@ -186,8 +186,6 @@ int run_operator(int argc, char** argv) {
         f.workers = std::max(1, number(next()));
       } else if (arg == "--graceful-shutdown-timeout") {
         f.grace_seconds = number(next());
-      } else if (arg == "--log-format") {
-        f.log_format = next();
       } else {
         std::cerr << "ferry operator: unknown flag " << arg << "\n" << kUsage;
         return 2;
@@ -197,7 +195,7 @@ int run_operator(int argc, char** argv) {
       return 2;
     }
   }
-  operator_::setup_logging(f.log_format);
+  // --log-level and --log-format: set up in main (operator/logging.hpp).
 
   // Configuration: --kubeconfig, $KUBECONFIG, in-cluster, ~/.kube/config (controller-runtime's
   // order).

@@ -24,6 +24,7 @@ namespace {
 
 constexpr std::string_view kUsage =
     "usage: ferry run --manifests DIR [--state-dir DIR] [--listen HOST:PORT] [--log-format text|json]\n"
+    "                 [--log-level trace|debug|info|warn|error]\n"
     "                 [--completed-ttl DURATION] [--max-parallel N]\n"
     "Reads Ferry resources (and Secrets) from DIR, re-reads them when files change, keeps records\n"
     "in the state directory (default ./ferry-state) and serves /healthz, /readyz, /metrics and\n"
@@ -57,7 +58,7 @@ std::vector<model::Resource> load(const fs::path& dir) {
 
 int run_run(int argc, char** argv) {
   fs::path manifests, state_dir = "ferry-state";
-  std::string listen = "127.0.0.1:8080", log_format = "text";
+  std::string listen = "127.0.0.1:8080";
   reconcilers::EngineOptions options;
   for (int i = 0; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -72,8 +73,6 @@ int run_run(int argc, char** argv) {
       state_dir = *v2;
     } else if (auto v3 = value("--listen")) {
       listen = *v3;
-    } else if (auto v4 = value("--log-format")) {
-      log_format = *v4;
     } else if (auto v5 = value("--completed-ttl")) {
       auto d = model::parse_duration(*v5);
       if (!d) {
@@ -99,7 +98,7 @@ int run_run(int argc, char** argv) {
     std::cerr << "ferry run: --manifests " << manifests.string() << ": not a directory\n";
     return 2;
   }
-  operator_::setup_logging(log_format);
+  // --log-level and --log-format: set up in main (operator/logging.hpp).
 
   asio::io_context io;
   std::unique_ptr<store::StateDir> state;

@@ -1,53 +1,235 @@
-// spdlog set-up: one line per event on stderr, as key=value text or as a JSON object.
+// spdlog set-up: one line per event on stderr, as key=value text or as a JSON object
+// {"ts":"2026-12-01T21:00:00.123Z","level":"info","msg":"...","key":"value",...}.
 #include "operator/logging.hpp"
 
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <memory>
 #include <mutex>
 
 namespace ferry::operator_ {
 
 namespace {
 
-// Writes {"time":..., "level":..., "event":"msg=... key=value ..."} with proper escaping.
-class JsonStderrSink : public spdlog::sinks::base_sink<std::mutex> {
+constexpr std::string_view kLevels = "trace, debug, info, warn, error";
+constexpr std::string_view kFormats = "text, json";
+
+std::optional<spdlog::level::level_enum> parse_level(std::string_view s) {
+  if (s == "trace") return spdlog::level::trace;
+  if (s == "debug") return spdlog::level::debug;
+  if (s == "info") return spdlog::level::info;
+  if (s == "warn" || s == "warning") return spdlog::level::warn;
+  if (s == "error") return spdlog::level::err;
+  return std::nullopt;
+}
+
+std::string_view level_name(spdlog::level::level_enum l) {
+  switch (l) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
+std::string rfc3339_utc(long long millis) {
+  const std::time_t secs = static_cast<std::time_t>(millis >= 0 ? millis / 1000 : (millis - 999) / 1000);
+  const int ms = static_cast<int>(millis - static_cast<long long>(secs) * 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  return buf;
+}
+
+bool key_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+bool key_char(char c) { return key_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; }
+
+// Length of `key=` at `pos` (0 if there is none).
+std::size_t key_at(std::string_view s, std::size_t pos) {
+  if (pos >= s.size() || !key_start(s[pos])) return 0;
+  std::size_t i = pos + 1;
+  while (i < s.size() && key_char(s[i])) ++i;
+  return i < s.size() && s[i] == '=' ? i + 1 - pos : 0;
+}
+
+// A value ends at the end of the text or before ` key=`.
+bool boundary(std::string_view s, std::size_t pos) {
+  return pos == s.size() || (s[pos] == ' ' && key_at(s, pos + 1) > 0);
+}
+
+// logfmt quoting for the text format: `"` and `\` escaped, newlines as \n.
+std::string quote(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+class StderrSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit StderrSink(bool json) : json_(json) {}
+
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t time;
-    formatter_->format(msg, time);
-    boost::json::object o{{"time", std::string(time.data(), time.size())},
-                          {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
-                                                spdlog::level::to_string_view(msg.level).size())},
-                          {"event", std::string(msg.payload.data(), msg.payload.size())}};
-    std::string line = boost::json::serialize(o);
+    const long long millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
+    std::string line = format_line(json_, millis, level_name(msg.level),
+                                   std::string_view(msg.payload.data(), msg.payload.size()));
     line.push_back('\n');
     std::fwrite(line.data(), 1, line.size(), stderr);
   }
   void flush_() override { std::fflush(stderr); }
+
+ private:
+  bool json_;
 };
 
 }  // namespace
 
-void setup_logging(const std::string& format) {
-  std::shared_ptr<spdlog::logger> logger;
-  if (format == "json") {
-    auto sink = std::make_shared<JsonStderrSink>();
-    sink->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ");
-    logger = std::make_shared<spdlog::logger>("ferry", sink);
-    spdlog::set_default_logger(logger);
-  } else {
-    logger = spdlog::stderr_logger_mt("ferry");
-    spdlog::set_default_logger(logger);
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_fields(std::string_view s) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  bool has_msg = false;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == ' ') {
+      ++i;
+      continue;
+    }
+    const std::size_t klen = key_at(s, i);
+    if (klen == 0) return std::nullopt;
+    std::string key(s.substr(i, klen - 1));
+    i += klen;
+    std::string value;
+    if (i < s.size() && s[i] == '"') {
+      // The closing quote is the first `"` followed by the end or by ` key=`: values are logged
+      // verbatim, so a quote inside a value does not end it.
+      std::size_t j = i + 1;
+      while (j < s.size() && !(s[j] == '"' && boundary(s, j + 1))) ++j;
+      if (j >= s.size()) return std::nullopt;
+      value = std::string(s.substr(i + 1, j - i - 1));
+      i = j + 1;
+    } else {
+      std::size_t j = i;
+      while (!boundary(s, j)) ++j;
+      value = std::string(s.substr(i, j - i));
+      i = j;
+    }
+    if (key == "msg") has_msg = true;
+    fields.emplace_back(std::move(key), std::move(value));
   }
-  logger->flush_on(spdlog::level::info);
-  const char* level = std::getenv("FERRY_LOG_LEVEL");
-  spdlog::set_level(level ? spdlog::level::from_str(level) : spdlog::level::info);
+  if (!has_msg) return std::nullopt;
+  return fields;
+}
+
+std::string format_line(bool json, long long millis, std::string_view level, std::string_view text) {
+  const auto fields = parse_fields(text);
+  if (!json) {
+    std::string line = "ts=" + rfc3339_utc(millis) + " level=" + std::string(level) + " ";
+    if (fields) {
+      line += text;
+    } else {
+      line += "msg=" + quote(text);
+    }
+    return line;
+  }
+  boost::json::object o;
+  o["ts"] = rfc3339_utc(millis);
+  o["level"] = level;
+  if (!fields) {
+    o["msg"] = text;
+  } else {
+    o["msg"] = "";
+    for (const auto& [k, v] : *fields) {
+      // A field may not overwrite ts or level.
+      const std::string key = (k == "ts" || k == "level") ? "field." + k : k;
+      o[key] = v;
+    }
+  }
+  return boost::json::serialize(o);
+}
+
+std::optional<std::string> setup_logging(std::string_view level, std::string_view format) {
+  const auto l = parse_level(level);
+  if (!l) {
+    return "--log-level " + std::string(level) + ": unknown level; use one of " + std::string(kLevels);
+  }
+  if (format != "text" && format != "json") {
+    return "--log-format " + std::string(format) + ": unknown format; use one of " + std::string(kFormats);
+  }
+  auto logger = std::make_shared<spdlog::logger>("ferry", std::make_shared<StderrSink>(format == "json"));
+  logger->set_level(*l);
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(*l);
+  return std::nullopt;
+}
+
+std::optional<std::string> configure_logging(std::vector<char*>& args) {
+  std::string level = "info", format = "text";
+  std::string level_from = "--log-level", format_from = "--log-format";
+  if (const char* e = std::getenv("FERRY_LOG_LEVEL"); e && *e) {
+    level = e;
+    level_from = "FERRY_LOG_LEVEL";
+  }
+  if (const char* e = std::getenv("FERRY_LOG_FORMAT"); e && *e) {
+    format = e;
+    format_from = "FERRY_LOG_FORMAT";
+  }
+  std::vector<char*> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string_view a = args[i];
+    if (a == "--") {
+      rest.insert(rest.end(), args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+      break;
+    }
+    std::string* target = nullptr;
+    std::string* from = nullptr;
+    std::string_view flag;
+    if (a == "--log-level" || a.starts_with("--log-level=")) {
+      target = &level, from = &level_from, flag = "--log-level";
+    } else if (a == "--log-format" || a.starts_with("--log-format=")) {
+      target = &format, from = &format_from, flag = "--log-format";
+    } else {
+      rest.push_back(args[i]);
+      continue;
+    }
+    if (a.size() > flag.size()) {
+      *target = std::string(a.substr(flag.size() + 1));
+    } else if (i + 1 < args.size()) {
+      *target = args[++i];
+    } else {
+      return std::string(flag) + " needs a value (" +
+             std::string(flag == "--log-level" ? kLevels : kFormats) + ")";
+    }
+    *from = std::string(flag);
+  }
+  if (!parse_level(level)) {
+    return level_from + (level_from.starts_with("-") ? " " : "=") + level + ": unknown level; use one of " + std::string(kLevels);
+  }
+  if (format != "text" && format != "json") {
+    return format_from + (format_from.starts_with("-") ? " " : "=") + format + ": unknown format; use one of " + std::string(kFormats);
+  }
+  args = std::move(rest);
+  return setup_logging(level, format);
 }
 
 }  // namespace ferry::operator_

@@ -1,11 +1,29 @@
-// Log set-up shared by the long-running commands: key=value text or JSON lines on stderr.
+// Log set-up shared by every subcommand: key=value text or JSON lines on stderr.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace ferry::operator_ {
 
-// `format` is "text" (default) or "json". Level from FERRY_LOG_LEVEL (info by default).
-void setup_logging(const std::string& format);
+// Takes --log-level LEVEL / --log-level=LEVEL and --log-format FORMAT / --log-format=FORMAT out of
+// `args` (up to a `--`), with FERRY_LOG_LEVEL / FERRY_LOG_FORMAT as defaults (info, text), and
+// installs the stderr logger. Levels: trace, debug, info, warn (or warning), error; formats: text,
+// json. Returns an error message (the caller exits 2) for an unknown or missing value; never
+// falls back silently.
+std::optional<std::string> configure_logging(std::vector<char*>& args);
+
+// Installs the logger directly; `level` and `format` as above. Returns an error message if unknown.
+std::optional<std::string> setup_logging(std::string_view level, std::string_view format);
+
+// The key=value fields of a message in the code's form `msg="..." key=value key="quoted value"`
+// (values kept verbatim, as strings); nullopt when the text is not in that form or has no msg.
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_fields(std::string_view text);
+
+// One log line (without the newline) as `format` writes it; `millis` since the Unix epoch.
+std::string format_line(bool json, long long millis, std::string_view level, std::string_view text);
 
 }  // namespace ferry::operator_

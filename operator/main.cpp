@@ -2,8 +2,10 @@
 #include <cstring>
 #include <iostream>
 #include <string_view>
+#include <vector>
 
 #include "operator/commands.hpp"
+#include "operator/logging.hpp"
 
 namespace {
 
@@ -17,6 +19,11 @@ commands:
                             replication status of one image (DescribeImageReplicationStatus JSON)
   operator                  run the controllers against a Kubernetes API server (--kubeconfig or in-cluster)
   version                   print the version
+
+flags of every command:
+  --log-level trace|debug|info|warn|error   (default info, or $FERRY_LOG_LEVEL)
+  --log-format text|json                    key=value lines or one JSON object per line on stderr
+                                            (default text, or $FERRY_LOG_FORMAT)
 )";
 
 }  // namespace
@@ -27,11 +34,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string_view cmd = argv[1];
-  if (cmd == "validate") return ferry::cli::run_validate(argc - 2, argv + 2);
-  if (cmd == "copy") return ferry::cli::run_copy(argc - 2, argv + 2);
-  if (cmd == "run") return ferry::cli::run_run(argc - 2, argv + 2);
-  if (cmd == "status") return ferry::cli::run_status(argc - 2, argv + 2);
-  if (cmd == "operator") return ferry::cli::run_operator(argc - 2, argv + 2);
+  if (cmd == "validate" || cmd == "copy" || cmd == "run" || cmd == "status" || cmd == "operator") {
+    // --log-level and --log-format are taken out here, for every command alike.
+    std::vector<char*> args(argv + 2, argv + argc);
+    if (auto error = ferry::operator_::configure_logging(args)) {
+      std::cerr << "ferry " << cmd << ": " << *error << "\n";
+      return 2;
+    }
+    const int n = static_cast<int>(args.size());
+    args.push_back(nullptr);
+    char** a = args.data();
+    if (cmd == "validate") return ferry::cli::run_validate(n, a);
+    if (cmd == "copy") return ferry::cli::run_copy(n, a);
+    if (cmd == "run") return ferry::cli::run_run(n, a);
+    if (cmd == "status") return ferry::cli::run_status(n, a);
+    return ferry::cli::run_operator(n, a);
+  }
   if (cmd == "version" || cmd == "--version") {
     std::cout << "ferry 0.1.0\n";
     return 0;
