@@ -109,6 +109,13 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_fields(std
   std::vector<std::pair<std::string, std::string>> fields;
   bool has_msg = false;
   std::size_t i = 0;
+  if (key_at(s, 0) == 0) {
+    // `words key=value ...`: the words are the message.
+    while (i < s.size() && !(s[i] == ' ' && key_at(s, i + 1) > 0)) ++i;
+    if (i == s.size()) return std::nullopt;
+    fields.emplace_back("msg", std::string(s.substr(0, i)));
+    has_msg = true;
+  }
   while (i < s.size()) {
     if (s[i] == ' ') {
       ++i;
@@ -133,7 +140,10 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_fields(std
       value = std::string(s.substr(i, j - i));
       i = j;
     }
-    if (key == "msg") has_msg = true;
+    if (key == "msg") {
+      if (has_msg) return std::nullopt;
+      has_msg = true;
+    }
     fields.emplace_back(std::move(key), std::move(value));
   }
   if (!has_msg) return std::nullopt;
@@ -144,8 +154,10 @@ std::string format_line(bool json, long long millis, std::string_view level, std
   const auto fields = parse_fields(text);
   if (!json) {
     std::string line = "ts=" + rfc3339_utc(millis) + " level=" + std::string(level) + " ";
-    if (fields) {
+    if (fields && key_at(text, 0) > 0) {
       line += text;
+    } else if (fields) {
+      line += "msg=" + quote(fields->front().second) + std::string(text.substr(fields->front().second.size()));
     } else {
       line += "msg=" + quote(text);
     }

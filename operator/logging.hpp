@@ -20,6 +20,7 @@ std::optional<std::string> configure_logging(std::vector<char*>& args);
 std::optional<std::string> setup_logging(std::string_view level, std::string_view format);
 
 // The key=value fields of a message in the code's form `msg="..." key=value key="quoted value"`
+// (or `words key=value ...`, the words being msg)
 // (values kept verbatim, as strings); nullopt when the text is not in that form or has no msg.
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_fields(std::string_view text);
 
