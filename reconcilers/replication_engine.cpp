@@ -27,6 +27,7 @@
 #include "reconcilers/model/replication.hpp"
 #include "reconcilers/model/rules.hpp"
 #include "reconcilers/model/secret_data.hpp"
+#include "reconcilers/status.hpp"
 #include "registry/copier.hpp"
 
 namespace ferry::reconcilers {
@@ -558,6 +559,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     st->tagged = tagged;
     st->completed_at = now_text();
     model::summarize(rec);
+    image_replication_conditions(rec, st->completed_at);  // Complete / Failed, for kstatus
     save_record(rec);
     attempts.erase(name + "|" + key_text(dest));
     creating_repository.erase(name + "|" + key_text(dest));

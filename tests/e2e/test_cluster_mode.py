@@ -90,6 +90,12 @@ class ClusterReplication(ClusterModeTest):
         table = self.kubectl("get", "imagereplications").stdout
         self.assertIn("prod/app", table)
         self.assertIn("1/2", table)
+        # Conditions: not Complete (one destination failed), Failed naming it.
+        stored = self.get("imagereplication", rec["metadata"]["name"])
+        conds = {c["type"]: c for c in stored["status"].get("conditions", [])}
+        self.assertEqual(conds["Complete"]["status"], "False", conds)
+        self.assertEqual(conds["Failed"]["status"], "True", conds)
+        self.assertIn("222222222222/eu-west-1", conds["Failed"]["message"])
         # S12: the repository replication created is a Repository object with default-off settings.
         repos = {(r["spec"]["registryId"], r["spec"]["region"], r["spec"]["repositoryName"]): r
                  for r in self.get("repositories")["items"]}
