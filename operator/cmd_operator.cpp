@@ -344,11 +344,9 @@ int run_operator(int argc, char** argv) {
     if (auto addr = listen_address(f.events_addr)) {
       events_server =
           std::make_unique<operator_::HttpServer>(engine_io, *addr, [&](const operator_::HttpRequest& r) {
+            // Path and method were checked from the headers (below); leadership is checked again,
+            // since it can be lost while the body is read.
             constexpr std::string_view kEvents = "/registry-events/";
-            if (!r.path.starts_with(kEvents))
-              return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
-            if (r.method != "POST")
-              return operator_::HttpResponse{405, "text/plain; charset=utf-8", "use POST\n"};
             if (!engine_running) {
               return operator_::HttpResponse{503, "text/plain; charset=utf-8",
                                              "not the leader, or starting; retry later\n"};

@@ -123,8 +123,7 @@ int run_run(int argc, char** argv) {
       return {200, "text/plain; version=0.0.4; charset=utf-8", engine.metrics_text()};
     }
     constexpr std::string_view kEvents = "/registry-events/";
-    if (req.path.starts_with(kEvents)) {
-      if (req.method != "POST") return {405, "text/plain; charset=utf-8", "use POST\n"};
+    if (req.path.starts_with(kEvents)) {  // POST only: header_check answers other methods
       auto out = engine.on_notification(req.path.substr(kEvents.size()), req.content_type, req.authorization,
                                         req.body);
       if (out.status != 200) {
