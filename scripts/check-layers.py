@@ -16,6 +16,7 @@ LAYERS = [
     ("reconcilers/model", 0),
     ("registry", 1),
     ("kube", 1),
+    ("aws", 2),  # on registry (HttpClient) and the model
     ("store", 2),
     ("reconcilers", 3),
     ("operator/runtime", 4),

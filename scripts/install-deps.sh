@@ -8,7 +8,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev
   libgtest-dev libgmock-dev prometheus-cpp-dev
   docker-registry skopeo umoci apache2-utils openssl curl ca-certificates
-  python3 python3-jsonschema python3-yaml
+  python3 python3-jsonschema python3-yaml python3-venv
 )
 
 missing=()

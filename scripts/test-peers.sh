@@ -125,4 +125,26 @@ gobuild regsync "$REGCLIENT" github.com/regclient/regclient github.com/regclient
 gobuild regctl "$REGCLIENT" github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl
 gobuild registry-v3 "$DISTRIBUTION" github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry
 build_kstatus
+# Python peers for the AWS tests (SPEC 7): boto3/botocore (the independent client and the signing
+# oracle) and moto's server (ECR, SQS, STS), pinned in peers.versions, in a venv beside bin/ (pip
+# from PyPI; python3-venv from install-deps.sh). Skipped when the venv already has those versions.
+# bin/moto_server links to the venv's; bin/python-aws runs the venv's Python (a wrapper, since a
+# venv is found from the path Python was started by).
+build_aws_venv() {
+  local venv="$cache/venv" want have
+  [ -n "${MOTO:-}" ] || { log "peers.versions pins no MOTO; venv not checked"; return 0; }
+  want=$(printf '%s\n' "boto3==$BOTO3" "botocore==$BOTOCORE" "moto==$MOTO" | sort)
+  have=$("$venv/bin/python" -m pip freeze 2>/dev/null | grep -E '^(boto3|botocore|moto)==' | sort || true)
+  if [ "$have" != "$want" ]; then
+    log "installing moto[server]==$MOTO boto3==$BOTO3 botocore==$BOTOCORE into $venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+      "moto[server]==$MOTO" "boto3==$BOTO3" "botocore==$BOTOCORE" >&2
+  fi
+  ln -sf "$venv/bin/moto_server" "$bin/moto_server"
+  printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$venv" > "$bin/python-aws"
+  chmod +x "$bin/python-aws"
+}
+
+build_aws_venv
 echo "$bin"
