@@ -18,6 +18,12 @@ ResourceType registry_policies() {
 ResourceType repositories() {
   return {"ferry.dev", "v1alpha1", "repositories", "Repository", false};
 }
+ResourceType repository_creation_templates() {
+  return {"ferry.dev", "v1alpha1", "repositorycreationtemplates", "RepositoryCreationTemplate", false};
+}
+ResourceType replication_backfills() {
+  return {"ferry.dev", "v1alpha1", "replicationbackfills", "ReplicationBackfill", false};
+}
 ResourceType image_replications() {
   return {"ferry.dev", "v1alpha1", "imagereplications", "ImageReplication", false};
 }
@@ -177,6 +183,7 @@ std::string namespace_of(const json::value& object) { return meta_string(object,
 std::string resource_version_of(const json::value& object) {
   return meta_string(object, "resourceVersion");
 }
+std::string uid_of(const json::value& object) { return meta_string(object, "uid"); }
 std::int64_t generation_of(const json::value& object) {
   const auto* v = meta_field(object, "generation");
   return v && v->is_int64() ? v->as_int64() : 0;

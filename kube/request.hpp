@@ -26,6 +26,8 @@ ResourceType registries();
 ResourceType replication_configs();
 ResourceType registry_policies();
 ResourceType repositories();
+ResourceType repository_creation_templates();
+ResourceType replication_backfills();
 ResourceType image_replications();
 ResourceType secrets();
 ResourceType events();
@@ -113,10 +115,11 @@ class LineSplitter {
   std::string buffer_;
 };
 
-// metadata.name / namespace / resourceVersion / generation of an object (empty or 0 when absent).
+// metadata.name / namespace / resourceVersion / uid / generation of an object (empty or 0 when absent).
 std::string name_of(const boost::json::value& object);
 std::string namespace_of(const boost::json::value& object);
 std::string resource_version_of(const boost::json::value& object);
+std::string uid_of(const boost::json::value& object);
 std::int64_t generation_of(const boost::json::value& object);
 
 }  // namespace ferry::kube

@@ -39,6 +39,7 @@
 #include "reconcilers/model/parse.hpp"
 #include "reconcilers/model/serialize.hpp"
 #include "reconcilers/replication_engine.hpp"
+#include "reconcilers/status.hpp"
 #include "store/kube_store.hpp"
 
 namespace ferry::cli {
@@ -264,6 +265,21 @@ int run_operator(int argc, char** argv) {
       spdlog::warn("msg=\"event not recorded\" record={} error=\"{}\"", rec.metadata.name, r.error().to_string());
     }
   };
+  // A backfill's progress shows in its status (S17).
+  engine_options.on_backfill_status = [&api](const model::ReplicationBackfill& b) {
+    const std::string now = model::format_rfc3339(std::chrono::system_clock::now(), true);
+    auto res = api.update_status(kube::replication_backfills(), "", b.metadata.name,
+                                 [&](const boost::json::value& current) -> std::optional<boost::json::value> {
+                                   if (kube::uid_of(current) != b.metadata.uid) return std::nullopt;
+                                   auto next = reconcilers::backfill_status(current, b.status, now);
+                                   if (next == reconcilers::stored_status(current)) return std::nullopt;
+                                   return boost::json::value(std::move(next));
+                                 });
+    if (!res && !res.error().not_found()) {
+      spdlog::warn("msg=\"backfill status not written\" backfill={} error=\"{}\"", b.metadata.name,
+                   res.error().to_string());
+    }
+  };
   // New effective times show in the ReplicationConfigs' status.
   engine_options.on_effective_change = [&manager_ptr] {
     if (manager_ptr) manager_ptr->requeue_replication_configs();
@@ -278,8 +294,10 @@ int run_operator(int argc, char** argv) {
   auto log_inputs = [](const std::vector<model::Resource>& resources) {
     std::map<std::string, int> n;
     for (const auto& r : resources) ++n[std::string(model::kind_of(r))];
-    spdlog::info("msg=\"engine resources\" registries={} configs={} policies={} repositories={} secrets={}",
-                 n["Registry"], n["ReplicationConfig"], n["RegistryPolicy"], n["Repository"], n["Secret"]);
+    spdlog::info("msg=\"engine resources\" registries={} configs={} policies={} repositories={} secrets={} "
+                 "templates={} backfills={}",
+                 n["Registry"], n["ReplicationConfig"], n["RegistryPolicy"], n["Repository"], n["Secret"],
+                 n["RepositoryCreationTemplate"], n["ReplicationBackfill"]);
   };
   operator_::ManagerOptions manager_options{f.workers, id};
   manager_options.secret_namespaces = f.secret_namespaces;

@@ -9,6 +9,7 @@
 #include "reconcilers/model/clock.hpp"
 #include "kube/client.hpp"
 #include "kube/config.hpp"
+#include "kube/request.hpp"
 #include "store/kube_store.hpp"
 #include "store/state_dir.hpp"
 
@@ -20,15 +21,85 @@ namespace {
 constexpr std::string_view kUsage =
     "usage: ferry status --repository NAME --image TAG|DIGEST [--registry-id ID --region R]\n"
     "                    [--state-dir DIR | --kubeconfig FILE [--context NAME]]\n"
+    "       ferry status --backfill NAME [--state-dir DIR | --kubeconfig FILE [--context NAME]]\n"
     "Prints the replication status of the latest push of that image, shaped like ECR's\n"
     "DescribeImageReplicationStatus, from `ferry run`'s state directory (default ./ferry-state) or,\n"
     "with --kubeconfig, from the ImageReplication objects of the cluster `ferry operator` runs in.\n"
-    "Exit 1 when no replication of that image is recorded.\n";
+    "With --backfill, the progress of that ReplicationBackfill: phase, images {total, replicated,\n"
+    "skipped, failed}, startedAt, completedAt, message.\n"
+    "Exit 1 when no replication of that image (or no such backfill) is recorded.\n";
+
+// The progress fields of a backfill's status (or of its stored progress), as one JSON object.
+json::object backfill_json(const std::string& name, const json::object& from) {
+  json::object out{{"name", name}};
+  for (const char* k : {"phase", "images", "startedAt", "completedAt", "message"}) {
+    if (const auto* v = from.if_contains(k)) out[k] = *v;
+  }
+  if (!out.contains("images")) out["images"] = json::object{{"total", 0}, {"replicated", 0}, {"skipped", 0}, {"failed", 0}};
+  return out;
+}
+
+// The stored progress of `ferry run` keeps each image's outcome; its counts are computed here.
+json::object counted(const json::object& progress) {
+  json::object out = progress;
+  std::int64_t total = 0, replicated = 0, skipped = 0, failed = 0;
+  if (const auto* items = progress.if_contains("items"); items && items->is_array()) {
+    for (const auto& i : items->as_array()) {
+      ++total;
+      const auto* a = i.if_array();
+      const std::string_view st = a && a->size() == 4 && (*a)[3].is_string() ? std::string_view((*a)[3].as_string()) : "";
+      replicated += st == "r";
+      skipped += st == "s";
+      failed += st == "f";
+    }
+  }
+  out.erase("items");
+  out["images"] = json::object{{"total", total}, {"replicated", replicated}, {"skipped", skipped}, {"failed", failed}};
+  return out;
+}
+
+int backfill_status(const std::string& name, const std::string& state_dir, const std::string& kubeconfig,
+                    const std::string& context) {
+  if (!kubeconfig.empty()) {
+    auto config = kube::load_kubeconfig(kubeconfig, context);
+    if (!config) {
+      std::cerr << "ferry status: " << config.error() << "\n";
+      return 2;
+    }
+    kube::Client client(*config);
+    kube::Api api(client);
+    auto obj = api.get(kube::replication_backfills(), "", name);
+    if (!obj) {
+      std::cerr << "ferry status: ReplicationBackfill " << name << ": " << obj.error().to_string() << "\n";
+      return obj.error().not_found() ? 1 : 2;
+    }
+    const auto* st = obj->as_object().if_contains("status");
+    std::cout << json::serialize(backfill_json(name, st && st->is_object() ? st->as_object() : json::object{}))
+              << "\n";
+    return 0;
+  }
+  if (!std::filesystem::is_directory(std::filesystem::path(state_dir) / "state")) {
+    std::cerr << "ferry status: " << state_dir
+              << " is not a Ferry state directory (use --state-dir, or --kubeconfig for a cluster)\n";
+    return 2;
+  }
+  auto progress = store::StateDir(state_dir).load_state("backfill." + name);
+  if (!progress) {
+    std::cerr << "ferry status: cannot read the progress of backfill " << name << ": " << progress.error() << "\n";
+    return 2;
+  }
+  if (!*progress || !(*progress)->is_object()) {
+    std::cerr << "ferry status: no backfill " << name << " recorded in " << state_dir << "\n";
+    return 1;
+  }
+  std::cout << json::serialize(backfill_json(name, counted((*progress)->as_object()))) << "\n";
+  return 0;
+}
 
 }  // namespace
 
 int run_status(int argc, char** argv) {
-  std::string repository, image, registry_id, region, state_dir = "ferry-state", kubeconfig, context;
+  std::string repository, image, registry_id, region, state_dir = "ferry-state", kubeconfig, context, backfill;
   for (int i = 0; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](std::string_view flag, std::string& out) {
@@ -44,7 +115,7 @@ int run_status(int argc, char** argv) {
     };
     if (value("--repository", repository) || value("--image", image) || value("--registry-id", registry_id) ||
         value("--region", region) || value("--state-dir", state_dir) || value("--kubeconfig", kubeconfig) ||
-        value("--context", context)) {
+        value("--context", context) || value("--backfill", backfill)) {
       continue;
     }
     if (a == "-h" || a == "--help") {
@@ -54,6 +125,7 @@ int run_status(int argc, char** argv) {
     std::cerr << "ferry status: unknown argument " << a << "\n" << kUsage;
     return 2;
   }
+  if (!backfill.empty()) return backfill_status(backfill, state_dir, kubeconfig, context);
   if (repository.empty() || image.empty()) {
     std::cerr << "ferry status: --repository and --image are required\n" << kUsage;
     return 2;

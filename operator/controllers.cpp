@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -69,9 +70,16 @@ struct Manager::Impl {
   Informer configs;
   std::vector<std::unique_ptr<Informer>> secrets;  // one cluster-wide, or one per namespace
   Informer repositories;
+  Informer templates;
+  Informer backfills;
   Controller registry_ctl{"registry"};
   Controller policy_ctl{"registrypolicy"};
   Controller config_ctl{"replicationconfig"};
+  Controller template_ctl{"repositorycreationtemplate"};
+  Controller backfill_ctl{"replicationbackfill"};
+  std::array<Controller*, 5> controllers() {
+    return {&registry_ctl, &policy_ctl, &config_ctl, &template_ctl, &backfill_ctl};
+  }
 
   std::mutex probes_mutex;
   std::map<model::RegistryKey, reconcilers::ProbeResult> probes;
@@ -100,7 +108,15 @@ struct Manager::Impl {
                   config_ctl.queue->add(kube::name_of(obj));
                   changed();
                 }),
-        repositories(a, kube::repositories(), "", [this](auto&, auto&) { changed(); }) {
+        repositories(a, kube::repositories(), "", [this](auto&, auto&) { changed(); }),
+        templates(a, kube::repository_creation_templates(), "", [this](auto&, auto& obj) {
+          template_ctl.queue->add(kube::name_of(obj));
+          changed();
+        }),
+        backfills(a, kube::replication_backfills(), "", [this](auto&, auto& obj) {
+          backfill_ctl.queue->add(kube::name_of(obj));
+          changed();
+        }) {
     auto on_secret_change = [this](auto&, auto&) {
       on_secret();
       changed();
@@ -135,7 +151,7 @@ struct Manager::Impl {
                         .Name("ferry_workqueue_retries_total")
                         .Help("Keys re-added after a failure (rate limited)")
                         .Register(*metrics);
-    for (Controller* c : {&registry_ctl, &policy_ctl, &config_ctl}) {
+    for (Controller* c : controllers()) {
       c->ok = &total.Add({{"controller", c->name}, {"result", "success"}});
       c->requeues = &total.Add({{"controller", c->name}, {"result", "requeue"}});
       c->errors = &total.Add({{"controller", c->name}, {"result", "error"}});
@@ -155,6 +171,8 @@ struct Manager::Impl {
     registry_ctl.reconcile = [this](const std::string& k) { return reconcile_registry(k); };
     policy_ctl.reconcile = [this](const std::string& k) { return reconcile_policy(k); };
     config_ctl.reconcile = [this](const std::string& k) { return reconcile_config(k); };
+    template_ctl.reconcile = [this](const std::string& k) { return reconcile_template(k); };
+    backfill_ctl.reconcile = [this](const std::string& k) { return reconcile_backfill(k); };
   }
 
   void changed() {
@@ -393,6 +411,38 @@ struct Manager::Impl {
     return out;
   }
 
+  Outcome reconcile_template(const std::string& name) {
+    auto obj = templates.get(name);
+    if (!obj) return {};
+    auto parsed = model::parse_resource(*obj);
+    auto errors = parsed.errors;
+    if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource);
+    if (!errors.empty()) {
+      return write_invalid(kube::repository_creation_templates(), *obj, "RepositoryCreationTemplate", name, errors);
+    }
+    const auto& shape = std::get<model::RepositoryCreationTemplate>(*parsed.resource);
+    const auto now = now_string();
+    auto out = write_status(kube::repository_creation_templates(), *obj, name, [&](const json::value& current) {
+      return reconcilers::template_status(current, shape, now);
+    });
+    if (!out.error) out.requeue_after = opts.resync;
+    return out;
+  }
+
+  // A valid ReplicationBackfill's status is the engine's (it writes its progress); only an
+  // invalid one is answered here.
+  Outcome reconcile_backfill(const std::string& name) {
+    auto obj = backfills.get(name);
+    if (!obj) return {};
+    auto parsed = model::parse_resource(*obj);
+    auto errors = parsed.errors;
+    if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource);
+    if (!errors.empty()) {
+      return write_invalid(kube::replication_backfills(), *obj, "ReplicationBackfill", name, errors);
+    }
+    return {};
+  }
+
   Outcome reconcile_config(const std::string& name) {
     auto obj = configs.get(name);
     if (!obj) return {};
@@ -475,10 +525,11 @@ Manager::~Manager() { stop(); }
 void Manager::start() {
   if (impl_->started.exchange(true)) return;
   auto token = impl_->stop_source.get_token();
-  std::vector<Informer*> informers{&impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories};
+  std::vector<Informer*> informers{&impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories,
+                                   &impl_->templates, &impl_->backfills};
   for (auto& s : impl_->secrets) informers.push_back(s.get());
   for (Informer* inf : informers) impl_->threads.emplace_back([inf, token] { inf->run(token); });
-  for (Controller* c : {&impl_->registry_ctl, &impl_->policy_ctl, &impl_->config_ctl}) {
+  for (Controller* c : impl_->controllers()) {
     for (int i = 0; i < std::max(1, impl_->opts.workers); ++i) {
       impl_->threads.emplace_back([this, c] { impl_->worker(*c); });
     }
@@ -490,8 +541,7 @@ void Manager::start() {
 void Manager::stop() {
   if (!impl_->started || impl_->stopped.exchange(true)) return;
   impl_->stop_source.request_stop();
-  for (Controller* c : {&impl_->registry_ctl, &impl_->policy_ctl, &impl_->config_ctl})
-    c->queue->shut_down();
+  for (Controller* c : impl_->controllers()) c->queue->shut_down();
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();
   }
@@ -502,7 +552,8 @@ bool Manager::started() const { return impl_->started; }
 
 bool Manager::synced() const {
   return impl_->registries.has_synced() && impl_->policies.has_synced() &&
-         impl_->configs.has_synced() && impl_->repositories.has_synced() &&
+         impl_->configs.has_synced() && impl_->repositories.has_synced() && impl_->templates.has_synced() &&
+         impl_->backfills.has_synced() &&
          std::ranges::all_of(impl_->secrets, [](const auto& s) { return s->has_synced(); });
 }
 
@@ -528,6 +579,20 @@ EngineInputs Manager::engine_inputs() const {
     if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
     // A Repository replication created counts once its status says so; its settings are the
     // defaults either way.
+    stamp(item, std::to_string(kube::generation_of(item)));
+    valid.push_back(std::move(*p.resource));
+  }
+  in.signature += "backfills\n";
+  for (const auto& item : impl_->backfills.items()) {
+    auto p = model::parse_resource(item);
+    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
+    stamp(item, std::to_string(kube::generation_of(item)));
+    valid.push_back(std::move(*p.resource));
+  }
+  in.signature += "templates\n";
+  for (const auto& item : impl_->templates.items()) {
+    auto p = model::parse_resource(item);
+    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
     stamp(item, std::to_string(kube::generation_of(item)));
     valid.push_back(std::move(*p.resource));
   }
@@ -565,7 +630,7 @@ void Manager::set_leader(bool leader) { impl_->leader_gauge->Set(leader ? 1 : 0)
 void Manager::requeue_replication_configs() { impl_->enqueue_all_configs(); }
 
 std::string Manager::metrics_text() const {
-  for (Controller* c : {&impl_->registry_ctl, &impl_->policy_ctl, &impl_->config_ctl}) {
+  for (Controller* c : impl_->controllers()) {
     c->depth->Set(static_cast<double>(c->queue->len()));
     auto now = c->queue->counters();
     c->adds->Increment(static_cast<double>(now.adds - c->reported.adds));

@@ -15,18 +15,22 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <algorithm>
 #include <deque>
+#include <expected>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "reconcilers/model/backfill.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/events.hpp"
 #include "reconcilers/model/replication.hpp"
 #include "reconcilers/model/rules.hpp"
 #include "reconcilers/model/secret_data.hpp"
+#include "reconcilers/model/serialize.hpp"
 #include "reconcilers/status.hpp"
 #include "registry/copier.hpp"
 
@@ -159,13 +163,15 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     return key_text(dest) + "|" + src.repository_name + "|" + src.image_digest;
   }
 
-  std::deque<std::pair<std::string, RegistryKey>> queue;
+  std::deque<std::pair<std::string, RegistryKey>> queue;           // pushes
+  std::deque<std::pair<std::string, RegistryKey>> backfill_queue;  // backfilled images, after pushes
   std::set<std::string> queued;  // "record|destination" queued or running
   std::map<std::string, int> attempts;
   // "record|destination" authorized while the destination repository did not exist: the copy
   // creates it, and its Repository record is written once it exists (S12).
   std::set<std::string> creating_repository;
   std::size_t running = 0;
+  std::size_t backfill_running = 0;  // of `running`; at most backfill_slots(), so pushes find room
   std::uint64_t poll_generation = 0;
   bool started = false;
   bool stopped = false;
@@ -245,6 +251,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         });
     update_effective_times();
     restart_polling();
+    update_backfills();
     if (started) pump();
   }
 
@@ -499,19 +506,27 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
 
   void enqueue(const std::string& record, const RegistryKey& dest) {
     if (!queued.insert(record + "|" + key_text(dest)).second) return;
-    queue.emplace_back(record, dest);
+    (backfill_of.contains(record) ? backfill_queue : queue).emplace_back(record, dest);
     in_flight_gauge.Set(static_cast<double>(queued.size()));
     if (started) pump();
   }
 
+  // Pushes first; backfilled images take what is left, at most half the copies at once (S17, S21).
+  std::size_t backfill_slots() const { return std::max<std::size_t>(1, opts.max_parallel / 2); }
+
   void pump() {
-    while (!stopped && running < opts.max_parallel && !queue.empty()) {
-      auto [name, dest] = queue.front();
-      queue.pop_front();
+    while (!stopped && running < opts.max_parallel) {
+      const bool low = queue.empty();
+      if (low && (backfill_queue.empty() || backfill_running >= backfill_slots())) break;
+      auto& from = low ? backfill_queue : queue;
+      auto [name, dest] = from.front();
+      from.pop_front();
       ++running;
+      if (low) ++backfill_running;
       asio::co_spawn(io, replicate(name, dest),
-                     [self = shared_from_this(), name, dest](std::exception_ptr e) {
+                     [self = shared_from_this(), name, dest, low](std::exception_ptr e) {
                        --self->running;
+                       if (low) --self->backfill_running;
                        self->queued.erase(name + "|" + key_text(dest));
                        self->in_flight_gauge.Set(static_cast<double>(self->queued.size()));
                        if (e) {
@@ -561,6 +576,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     model::summarize(rec);
     image_replication_conditions(rec, st->completed_at);  // Complete / Failed, for kstatus
     save_record(rec);
+    backfill_item_done(name, status);
     attempts.erase(name + "|" + key_text(dest));
     creating_repository.erase(name + "|" + key_text(dest));
     replications.Add({{"result", std::string(status)}, {"failure_code", st->failure_code}}).Increment();
@@ -654,12 +670,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const Endpoint src_ep_v = *src_ep;
     const Endpoint dst_ep = *dst_ep_opt;
 
-    // S13: an IMMUTABLE destination keeps its tag; the image goes over by digest.
+    // S13: an immutable tag at the destination (IMMUTABLE, or the *_WITH_EXCLUSION modes of S16)
+    // keeps its digest; the image goes over by digest.
     bool write_tag = !src.image_tag.empty();
     std::string note;
     if (write_tag) {
       const model::Repository* settings = repository_settings(dest, src.repository_name);
-      if (settings && settings->spec.image_tag_mutability == "IMMUTABLE") {
+      if (model::tag_immutable(settings, src.image_tag)) {
         auto head = co_await copier_now->client(dst_ep.host, registry::Side::Destination)
                         .head_manifest(src.repository_name, src.image_tag);
         if (!head) {
@@ -667,10 +684,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
           co_return;
         }
         const std::string existing = *head ? (*head)->digest : std::string();
-        if (!model::may_write_tag(settings, existing, src.image_digest)) {
+        if (!model::may_write_tag(settings, src.image_tag, existing, src.image_digest)) {
           write_tag = false;
-          note = "tag " + src.image_tag + " already points to " + existing + " in IMMUTABLE repository " +
-                 src.repository_name + "; image copied by digest without the tag";
+          note = "tag " + src.image_tag + " already points to " + existing + " and is immutable in " +
+                 settings->spec.image_tag_mutability + " repository " + src.repository_name +
+                 "; image copied by digest without the tag";
         }
       }
     }
@@ -699,15 +717,17 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         record_repository = false;
         return;
       }
-      auto repo = model::new_replicated_repository(dest, src.repository_name, src_key, now_text());
+      auto repo = model::new_replicated_repository(dest, src.repository_name, src_key, now_text(),
+                                                   index.creation_template(dest, src.repository_name));
       if (auto w = state.save(repo); !w) {
         record_error = w.error();
         spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"", key_text(dest),
                       src.repository_name, record_error);
         return;
       }
-      spdlog::info("msg=\"repository created\" registry={} repository={} record={}", key_text(dest),
-                   src.repository_name, repo.metadata.name);
+      spdlog::info("msg=\"repository created\" registry={} repository={} record={} template={}", key_text(dest),
+                   src.repository_name, repo.metadata.name,
+                   repo.status.template_name.empty() ? "none" : repo.status.template_name);
       created_repositories[repo.metadata.name] = std::move(repo);
       record_repository = false;
     };
@@ -882,6 +902,475 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
   }
 
+  // ---- backfill (S17) --------------------------------------------------------------
+  //
+  // A ReplicationBackfill lists what its source holds in the repositories the configuration
+  // sends to its destination, then hands each image the destination lacks (by digest) to the
+  // ordinary copy path as an ImageReplication record with that one destination, so S2, S8, S12,
+  // S13 and S16 apply exactly as to a push. Its progress (phase, and each image's outcome) is
+  // kept in the store under "backfill.<name>", so a restart resumes without listing again and
+  // without copying anything twice: an image's record name is fixed by the backfill.
+
+  struct BackfillItem {
+    std::string repository, tag, digest;
+    char state = 'p';  // p pending, s skipped, q submitted, r replicated, f failed
+  };
+  struct BackfillRun {
+    model::ReplicationBackfill object;
+    model::ReplicationBackfillStatus status;
+    std::vector<BackfillItem> items;
+    bool loaded = false;  // the stored progress was read (or there was none)
+    bool listed = false;
+    bool active = false;  // its coroutine runs
+    bool dirty = false;
+    std::size_t outstanding = 0;
+    std::string reported;  // the status last handed to on_backfill_status
+  };
+  std::map<std::string, BackfillRun> backfills;                            // by name
+  std::map<std::string, std::pair<std::string, std::size_t>> backfill_of;  // record → (backfill, item)
+  bool backfill_flush_armed = false;
+  bool backfill_retry_armed = false;
+
+  static std::string backfill_state_key(const std::string& name) { return "backfill." + name; }
+
+  std::string backfill_push_id(const BackfillRun& run) const {
+    const auto& md = run.object.metadata;
+    return "backfill-" + md.name + (md.uid.empty() ? "" : "-" + md.uid);
+  }
+  std::string backfill_record_name(const BackfillRun& run, const BackfillItem& item) const {
+    return model::image_replication_name(run.object.key(), item.repository, item.digest, item.tag,
+                                         backfill_push_id(run));
+  }
+
+  BackfillRun* find_backfill(const std::string& name) {
+    auto it = backfills.find(name);
+    return it == backfills.end() ? nullptr : &it->second;
+  }
+
+  // The backfills of the current resources: new ones are added, removed ones forgotten (their
+  // records go on as records; nothing in a registry is touched, S10).
+  void update_backfills() {
+    std::set<std::string> present;
+    for (const auto& b : index.backfills()) {
+      present.insert(b.metadata.name);
+      auto [it, fresh] = backfills.try_emplace(b.metadata.name);
+      if (!fresh && !it->second.object.metadata.uid.empty() && it->second.object.metadata.uid != b.metadata.uid) {
+        it->second = BackfillRun{};  // deleted and created again under the same name: a new backfill
+      }
+      it->second.object = b;
+    }
+    for (auto it = backfills.begin(); it != backfills.end();) {
+      if (present.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      for (auto r = backfill_of.begin(); r != backfill_of.end();) {
+        r = r->second.first == it->first ? backfill_of.erase(r) : std::next(r);
+      }
+      it = backfills.erase(it);
+    }
+    if (started) schedule_backfills();
+  }
+
+  void load_backfill(BackfillRun& run) {
+    if (run.loaded) return;
+    const std::string& name = run.object.metadata.name;
+    auto v = state.load_state(backfill_state_key(name));
+    if (!v) {
+      spdlog::error("msg=\"cannot read the progress of a backfill; it waits until it can\" backfill={} error=\"{}\"",
+                    name, v.error());
+      retry_backfills_soon();
+      return;
+    }
+    run.loaded = true;
+    if (!*v || !(*v)->is_object()) return;
+    const auto& o = (*v)->as_object();
+    auto str = [&](const char* k) {
+      const auto* x = o.if_contains(k);
+      return x && x->is_string() ? std::string(x->as_string()) : std::string();
+    };
+    if (str("uid") != run.object.metadata.uid) return;  // progress of an earlier object of that name
+    run.status.phase = str("phase");
+    run.status.started_at = str("startedAt");
+    run.status.completed_at = str("completedAt");
+    run.status.message = str("message");
+    if (const auto* l = o.if_contains("listed"); l && l->is_bool()) run.listed = l->as_bool();
+    if (const auto* items = o.if_contains("items"); items && items->is_array()) {
+      for (const auto& it : items->as_array()) {
+        const auto* a = it.if_array();
+        if (!a || a->size() != 4 || !std::ranges::all_of(*a, [](const json::value& x) { return x.is_string(); })) {
+          continue;
+        }
+        BackfillItem item{std::string((*a)[0].as_string()), std::string((*a)[1].as_string()),
+                          std::string((*a)[2].as_string()), (*a)[3].as_string().empty() ? 'p' : (*a)[3].as_string()[0]};
+        run.items.push_back(std::move(item));
+      }
+    }
+    // Submitted images, and pending ones whose record was written just before a crash, take
+    // their state from their record; a submitted one whose record is gone was COMPLETE (only
+    // those are swept).
+    for (std::size_t i = 0; i < run.items.size(); ++i) {
+      auto& item = run.items[i];
+      if (item.state != 'p' && item.state != 'q') continue;
+      const std::string rec = backfill_record_name(run, item);
+      auto r = records.find(rec);
+      if (r == records.end()) {
+        if (item.state == 'q') item.state = 'r';
+        continue;
+      }
+      const auto* st = status_of(r->second, run.object.spec.destination);
+      if (st && st->status == model::kComplete) {
+        item.state = 'r';
+      } else if (st && st->status == model::kFailed) {
+        item.state = 'f';
+      } else {
+        item.state = 'q';
+        backfill_of[rec] = {run.object.metadata.name, i};
+        ++run.outstanding;
+      }
+    }
+    recount(run);
+    spdlog::info("msg=\"backfill progress read\" backfill={} phase={} images={} outstanding={}", name,
+                 run.status.phase.empty() ? "new" : run.status.phase, run.items.size(), run.outstanding);
+  }
+
+  void retry_backfills_soon() {
+    if (backfill_retry_armed) return;
+    backfill_retry_armed = true;
+    auto t = std::make_shared<asio::steady_timer>(io, std::chrono::seconds(2));
+    t->async_wait([self = shared_from_this(), t](boost::system::error_code ec) {
+      self->backfill_retry_armed = false;
+      if (!ec && !self->stopped) self->schedule_backfills();
+    });
+  }
+
+  static void recount(BackfillRun& run) {
+    model::BackfillImages n;
+    n.total = static_cast<std::int64_t>(run.items.size());
+    for (const auto& i : run.items) {
+      if (i.state == 's') ++n.skipped;
+      if (i.state == 'r') ++n.replicated;
+      if (i.state == 'f') ++n.failed;
+    }
+    run.status.images = n;
+  }
+
+  void persist_backfill(BackfillRun& run) {
+    json::array items;
+    items.reserve(run.items.size());
+    for (const auto& i : run.items) items.push_back(json::array{i.repository, i.tag, i.digest, std::string(1, i.state)});
+    json::object o{{"uid", run.object.metadata.uid},   {"phase", run.status.phase},
+                   {"startedAt", run.status.started_at}, {"completedAt", run.status.completed_at},
+                   {"message", run.status.message},     {"listed", run.listed},
+                   {"items", std::move(items)}};
+    if (auto w = state.save_state(backfill_state_key(run.object.metadata.name), o); !w) {
+      spdlog::error("msg=\"cannot persist backfill progress\" backfill={} error=\"{}\"", run.object.metadata.name,
+                    w.error());
+      return;
+    }
+    run.dirty = false;
+    report_backfill(run);
+  }
+
+  void report_backfill(BackfillRun& run) {
+    const std::string now = json::serialize(model::status_to_json(run.status));
+    if (now == run.reported) return;
+    run.reported = now;
+    if (opts.on_backfill_status) {
+      model::ReplicationBackfill b = run.object;
+      b.status = run.status;
+      opts.on_backfill_status(b);
+    }
+  }
+
+  // Image outcomes are written at most once a second; phase changes at once.
+  void save_backfills_soon() {
+    if (backfill_flush_armed) return;
+    backfill_flush_armed = true;
+    auto t = std::make_shared<asio::steady_timer>(io, std::chrono::seconds(1));
+    t->async_wait([self = shared_from_this(), t](boost::system::error_code) {
+      self->backfill_flush_armed = false;
+      for (auto& [name, run] : self->backfills) {
+        if (run.dirty) self->persist_backfill(run);
+      }
+    });
+  }
+
+  void set_backfill_phase(BackfillRun& run, std::string_view phase, std::string message) {
+    run.status.phase = phase;
+    run.status.message = std::move(message);
+    if (model::backfill_finished(phase)) run.status.completed_at = now_text();
+    if (run.status.started_at.empty()) run.status.started_at = now_text();
+    spdlog::info("msg=\"backfill {}\" backfill={} total={} replicated={} skipped={} failed={} message=\"{}\"", phase,
+                 run.object.metadata.name, run.status.images.total, run.status.images.replicated,
+                 run.status.images.skipped, run.status.images.failed, run.status.message);
+    persist_backfill(run);
+  }
+
+  void backfill_item_done(const std::string& record, std::string_view status) {
+    auto b = backfill_of.find(record);
+    if (b == backfill_of.end()) return;
+    auto [name, i] = b->second;
+    backfill_of.erase(b);
+    BackfillRun* run = find_backfill(name);
+    if (!run || i >= run->items.size()) return;
+    run->items[i].state = status == model::kComplete ? 'r' : 'f';
+    if (run->outstanding > 0) --run->outstanding;
+    recount(*run);
+    run->dirty = true;
+    save_backfills_soon();
+  }
+
+  // Starts, holds back or ends each unfinished backfill; runs whenever the set or a phase changes.
+  void schedule_backfills() {
+    if (!started || stopped) return;
+    std::vector<model::ReplicationBackfill> objects;
+    std::map<std::string, std::string> phases;
+    for (auto& [name, run] : backfills) {
+      load_backfill(run);
+      if (!run.loaded) continue;
+      objects.push_back(run.object);
+      phases[name] = run.status.phase;
+    }
+    auto admission = model::admit_backfills(objects, phases);
+    for (auto& [name, run] : backfills) {
+      if (!run.loaded || run.active || model::backfill_finished(run.status.phase)) continue;
+      if (run.object.spec.stop) {
+        set_backfill_phase(run, model::kBackfillStopped, "stopped (spec.stop) before it started copying");
+        continue;
+      }
+      const auto a = admission[name];
+      if (a.decision == model::BackfillAdmission::Decision::Refuse) {
+        set_backfill_phase(run, model::kBackfillFailed, a.message);
+        continue;
+      }
+      if (auto problem = model::backfill_problem(index, run.object)) {
+        set_backfill_phase(run, model::kBackfillFailed, *problem);
+        continue;
+      }
+      if (a.decision == model::BackfillAdmission::Decision::Wait) {
+        if (run.status.phase != model::kBackfillPreparing || run.status.message != a.message) {
+          set_backfill_phase(run, model::kBackfillPreparing, a.message);
+        }
+        continue;
+      }
+      run.active = true;
+      asio::co_spawn(io, run_backfill(name), [self = shared_from_this(), name](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            spdlog::error("msg=\"backfill crashed\" backfill={} error=\"{}\"", name, ex.what());
+          }
+        }
+        if (auto* run = self->find_backfill(name)) run->active = false;
+        if (!self->stopped) asio::post(self->io, [self] { self->schedule_backfills(); });
+      });
+    }
+  }
+
+  asio::awaitable<void> pause(std::chrono::milliseconds d) {
+    asio::steady_timer t(io, d);
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+
+  asio::awaitable<void> run_backfill(std::string name) {
+    auto self = shared_from_this();
+    BackfillRun* run = find_backfill(name);
+    if (!run) co_return;
+    if (!run->listed) {
+      set_backfill_phase(*run, model::kBackfillPreparing, "listing the source");
+      std::chrono::milliseconds wait{1000};
+      for (;;) {
+        auto listed = co_await list_backfill(name);
+        run = find_backfill(name);
+        if (!run || stopped) co_return;
+        if (listed) break;
+        if (run->object.spec.stop) {
+          set_backfill_phase(*run, model::kBackfillStopped, "stopped (spec.stop) while listing the source");
+          co_return;
+        }
+        run->status.message = "cannot list the source yet, retrying: " + listed.error();
+        report_backfill(*run);
+        spdlog::warn("msg=\"backfill listing failed\" backfill={} retry_in_ms={} error=\"{}\"", name, wait.count(),
+                     listed.error());
+        co_await pause(wait);
+        wait = std::min<std::chrono::milliseconds>(wait * 2, std::chrono::seconds(60));
+        run = find_backfill(name);
+        if (!run || stopped) co_return;
+      }
+      run->listed = true;
+    }
+    if (run->status.phase != model::kBackfillStopping) set_backfill_phase(*run, model::kBackfillInProgress, "");
+    const std::size_t width = 2 * backfill_slots();
+    std::size_t next = 0;
+    for (;;) {
+      run = find_backfill(name);
+      if (!run || stopped) co_return;
+      if (run->object.spec.stop && run->status.phase != model::kBackfillStopping) {
+        set_backfill_phase(*run, model::kBackfillStopping, "stopping (spec.stop): images in flight finish");
+      }
+      const bool stopping = run->status.phase == model::kBackfillStopping;
+      const bool failing = model::backfill_failing(run->status.images);
+      bool blocked = false;
+      while (!stopping && !failing && run->outstanding < width) {
+        while (next < run->items.size() && run->items[next].state != 'p') ++next;
+        if (next >= run->items.size()) break;
+        const std::size_t i = next++;
+        auto submitted = co_await submit_backfill_item(name, i);
+        run = find_backfill(name);
+        if (!run || stopped) co_return;
+        if (!submitted) {
+          next = i;  // still pending: tried again after a pause
+          run->status.message = "waiting to check the destination: " + submitted.error();
+          report_backfill(*run);
+          blocked = true;
+          break;
+        }
+      }
+      const bool pending = std::ranges::any_of(run->items, [](const BackfillItem& x) { return x.state == 'p'; });
+      if (run->outstanding == 0 && (stopping || failing || !pending)) {
+        const auto& n = run->status.images;
+        if (stopping) {
+          const auto left = std::ranges::count_if(run->items, [](const BackfillItem& x) { return x.state == 'p'; });
+          set_backfill_phase(*run, model::kBackfillStopped,
+                             "stopped (spec.stop); " + std::to_string(left) + " images not started");
+        } else if (failing) {
+          set_backfill_phase(*run, model::kBackfillFailed,
+                             std::to_string(n.failed) + " of " + std::to_string(n.replicated + n.failed) +
+                                 " images tried failed (at least half of at least 100); see their ImageReplication "
+                                 "records");
+        } else {
+          set_backfill_phase(*run, model::kBackfillComplete,
+                             std::to_string(n.replicated) + " replicated, " + std::to_string(n.skipped) +
+                                 " already at the destination, " + std::to_string(n.failed) + " failed");
+        }
+        co_return;
+      }
+      if (!blocked && run->status.message.starts_with("waiting to check")) run->status.message.clear();
+      report_backfill(*run);
+      co_await pause(blocked ? std::chrono::milliseconds(2000) : std::chrono::milliseconds(100));
+    }
+  }
+
+  // Every tag of every repository in scope, with its digest. An error: the listing is not
+  // complete (a repository or tag that vanished meanwhile is not an error, just not there).
+  asio::awaitable<std::expected<void, std::string>> list_backfill(std::string name) {
+    auto self = shared_from_this();
+    BackfillRun* run = find_backfill(name);
+    if (!run) co_return std::expected<void, std::string>{};
+    const model::ReplicationBackfill object = run->object;
+    auto ep_it = endpoints.find(key_text(object.key()));
+    if (ep_it == endpoints.end()) co_return std::unexpected("no Registry for the source " + key_text(object.key()));
+    if (!ep_it->second.error.empty()) co_return std::unexpected(ep_it->second.error);
+    const Endpoint ep = ep_it->second;
+    auto copier_now = copier;
+    auto& client = copier_now->client(ep.host, registry::Side::Source);
+    auto repos = co_await client.catalog(1000);
+    if (!repos) co_return std::unexpected("catalog of " + ep.host + ": " + repos.error().to_string());
+    std::erase_if(*repos, [&](const std::string& r) { return !model::backfill_covers_repository(index, object, r); });
+    std::vector<std::vector<std::string>> tag_lists(repos->size());
+    std::string failure;
+    co_await for_each_bounded(repos->size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
+      auto tags = co_await client.tags((*repos)[i], 1000);
+      if (tags) {
+        tag_lists[i] = std::move(*tags);
+      } else if (tags.error().http_status != 404 && failure.empty()) {
+        failure = "tags of " + (*repos)[i] + ": " + tags.error().to_string();
+      }
+    });
+    if (!failure.empty()) co_return std::unexpected(failure);
+    std::vector<BackfillItem> items;
+    for (std::size_t i = 0; i < repos->size(); ++i) {
+      for (auto& tag : tag_lists[i]) {
+        if (model::backfill_covers(index, object, (*repos)[i], tag)) items.push_back({(*repos)[i], std::move(tag), "", 'p'});
+      }
+    }
+    co_await for_each_bounded(items.size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
+      auto head = co_await client.head_manifest(items[i].repository, items[i].tag);
+      if (head && *head) {
+        items[i].digest = (*head)->digest;
+      } else if (!head && failure.empty()) {
+        failure = items[i].repository + ":" + items[i].tag + ": " + head.error().to_string();
+      }
+    });
+    if (!failure.empty()) co_return std::unexpected(failure);
+    std::erase_if(items, [](const BackfillItem& x) { return x.digest.empty(); });
+    run = find_backfill(name);
+    if (!run) co_return std::expected<void, std::string>{};
+    run->items = std::move(items);
+    run->listed = true;
+    recount(*run);
+    spdlog::info("msg=\"backfill listed\" backfill={} repositories={} images={}", name, repos->size(),
+                 run->items.size());
+    persist_backfill(*run);
+    co_return std::expected<void, std::string>{};
+  }
+
+  // One image: skipped when the destination's tag already names its digest, else recorded and
+  // queued like a push to that one destination. An error leaves it pending.
+  asio::awaitable<std::expected<void, std::string>> submit_backfill_item(std::string name, std::size_t i) {
+    auto self = shared_from_this();
+    BackfillRun* run = find_backfill(name);
+    if (!run || i >= run->items.size()) co_return std::expected<void, std::string>{};
+    const BackfillItem item = run->items[i];
+    const RegistryKey dest = run->object.spec.destination;
+    const RegistryKey src = run->object.key();
+    const std::string rec_name = backfill_record_name(*run, item);
+    auto ep = endpoints.find(key_text(dest));
+    if (!records.contains(rec_name) && ep != endpoints.end() && ep->second.error.empty() &&
+        model::region_enabled(index, dest)) {
+      auto copier_now = copier;
+      // "Already there": the tag names the same digest at the destination (a digest there under
+      // another tag is not: the tag is still copied, its blobs skipped by the copier).
+      auto head = co_await copier_now->client(ep->second.host, registry::Side::Destination)
+                      .head_manifest(item.repository, item.tag.empty() ? item.digest : item.tag);
+      if (!head) co_return std::unexpected(head.error().to_string());
+      run = find_backfill(name);
+      if (!run || i >= run->items.size()) co_return std::expected<void, std::string>{};
+      if (*head && (*head)->digest == item.digest) {
+        run->items[i].state = 's';
+        recount(*run);
+        run->dirty = true;
+        save_backfills_soon();
+        co_return std::expected<void, std::string>{};
+      }
+    }
+    // A destination that is missing, disabled or unusable still gets the record: the copy path
+    // fails it with the same code a push would get.
+    if (!records.contains(rec_name)) {
+      model::PushEvent push;
+      push.id = backfill_push_id(*run);
+      push.repository = item.repository;
+      push.digest = item.digest;
+      push.tag = item.tag;
+      push.timestamp = now_text();
+      auto record = model::new_image_replication(src, push, {dest}, now_text());
+      if (auto w = state.save(record); !w) co_return std::unexpected("cannot write the record: " + w.error());
+      spdlog::info("msg=\"backfill image recorded\" backfill={} record={} repository={} digest={} tag={}", name,
+                   record.metadata.name, item.repository, item.digest, item.tag);
+      records.emplace(rec_name, std::move(record));
+    }
+    run->items[i].state = 'q';
+    ++run->outstanding;
+    backfill_of[rec_name] = {name, i};
+    run->dirty = true;
+    save_backfills_soon();
+    const auto* st = status_of(records.at(rec_name), dest);
+    if (st && st->status == model::kInProgress) {
+      enqueue(rec_name, dest);
+    } else {
+      backfill_item_done(rec_name, st ? st->status : model::kFailed);
+    }
+    co_return std::expected<void, std::string>{};
+  }
+
+  std::map<std::string, model::ReplicationBackfillStatus> backfill_statuses() const {
+    std::map<std::string, model::ReplicationBackfillStatus> out;
+    for (const auto& [name, run] : backfills) out[name] = run.status;
+    return out;
+  }
+
   // ---- lifecycle -----------------------------------------------------------------
 
   void start() {
@@ -895,6 +1384,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       }
     }
     started = true;
+    for (auto& [name, run] : backfills) load_backfill(run);  // before resuming: their records queue low
     std::size_t resumed = 0;
     for (const auto& [name, rec] : records) {
       for (const auto& s : rec.status.replication_statuses) {
@@ -906,6 +1396,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     }
     spdlog::info("msg=\"engine started\" records={} resumed_destinations={}", records.size(), resumed);
     pump();
+    schedule_backfills();
     asio::co_spawn(io, sweep_loop(), asio::detached);
   }
 
@@ -956,6 +1447,9 @@ void ReplicationEngine::stop() {
   impl_->stopped = true;
   ++impl_->poll_generation;
   impl_->save_all_known();
+  for (auto& [name, run] : impl_->backfills) {
+    if (run.dirty) impl_->persist_backfill(run);
+  }
 }
 
 std::size_t ReplicationEngine::running() const { return impl_->running; }
@@ -969,6 +1463,10 @@ NotificationOutcome ReplicationEngine::on_notification(const std::string& regist
                                                        const std::string& content_type,
                                                        const std::string& authorization, const std::string& body) {
   return impl_->on_notification(registry_name, content_type, authorization, body);
+}
+
+std::map<std::string, model::ReplicationBackfillStatus> ReplicationEngine::backfills() const {
+  return impl_->backfill_statuses();
 }
 
 std::vector<model::ImageReplication> ReplicationEngine::records() const {

@@ -30,6 +30,9 @@ struct EngineOptions {
   // Called on the engine's thread when the time a (source, destination) pair started to apply
   // changed (cluster mode shows it in the ReplicationConfig's status).
   std::function<void()> on_effective_change;
+  // Called on the engine's thread when a ReplicationBackfill's status changed (cluster mode
+  // writes it to the object's status); the object carries the spec the engine works from.
+  std::function<void(const model::ReplicationBackfill&)> on_backfill_status;
 };
 
 struct NotificationOutcome {
@@ -69,6 +72,8 @@ class ReplicationEngine {
                                       const std::string& authorization, const std::string& body);
 
   std::vector<model::ImageReplication> records() const;
+  // The status of every ReplicationBackfill the engine knows (S17), by name.
+  std::map<std::string, model::ReplicationBackfillStatus> backfills() const;
   // When replication from `source` to each destination started to apply (S3), as persisted.
   // Safe to call from any thread.
   std::map<model::RegistryKey, std::string> effective_since(const model::RegistryKey& source) const;

@@ -174,6 +174,47 @@ json::object policy_status(const json::value& object, const model::RegistryPolic
   return merged(stored_status(object), model::to_json(s), {"observedGeneration", "conditions"});
 }
 
+json::object template_status(const json::value& object, const model::RepositoryCreationTemplate& shape,
+                             const std::string& now) {
+  const std::string where = shape.spec.prefix == model::kRootPrefix
+                                ? "every repository without a longer-prefix template"
+                                : "repositories under " + shape.spec.prefix + (shape.spec.prefix.ends_with('/') ? "" : "/");
+  const std::string message =
+      shape.applies_to_replication()
+          ? "shapes " + where + " that replication creates in " + model::to_string(shape.key())
+          : "not applied for REPLICATION, so replication ignores it (" + model::to_string(shape.key()) + ")";
+  auto s = ready_status(read_conditions(object), shape.metadata.generation, "Valid", message, now);
+  return merged(stored_status(object), model::to_json(s), {"observedGeneration", "conditions"});
+}
+
+json::object backfill_status(const json::value& object, const model::ReplicationBackfillStatus& progress,
+                             const std::string& now) {
+  const auto gen = generation_of_object(object);
+  const auto& n = progress.images;
+  const std::string counts = std::to_string(n.replicated) + " replicated, " + std::to_string(n.skipped) +
+                             " skipped, " + std::to_string(n.failed) + " failed of " + std::to_string(n.total);
+  const std::string message = progress.message.empty() ? counts : progress.message;
+  model::CommonStatus s;
+  const auto& phase = progress.phase;
+  if (phase == model::kBackfillComplete) {
+    s = ready_status(read_conditions(object), gen, "Complete", message, now);
+  } else if (phase == model::kBackfillStopped) {
+    s = ready_status(read_conditions(object), gen, "Stopped", message, now);
+  } else if (phase == model::kBackfillFailed) {
+    s = failing_status(read_conditions(object), gen, "BackfillFailed", message, now);
+  } else {
+    const std::string reason = phase == model::kBackfillInProgress ? "InProgress"
+                               : phase == model::kBackfillStopping ? "Stopping"
+                                                                   : "Preparing";
+    s = progressing_status(read_conditions(object), gen, reason, phase == model::kBackfillInProgress ? counts : message,
+                           now);
+  }
+  model::ReplicationBackfillStatus full = progress;
+  static_cast<model::CommonStatus&>(full) = s;
+  return merged(stored_status(object), model::status_to_json(full),
+                {"observedGeneration", "conditions", "phase", "images", "startedAt", "completedAt", "message"});
+}
+
 json::object invalid_object_status(const json::value& object, std::string_view kind,
                                    std::string_view name, const model::FieldErrors& errors,
                                    const std::string& now) {

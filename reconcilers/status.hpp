@@ -78,6 +78,15 @@ boost::json::object registry_status(const boost::json::value& object,
 boost::json::object policy_status(const boost::json::value& object,
                                   const model::RegistryPolicy& policy, const std::string& now);
 
+// RepositoryCreationTemplate (S16): valid → Ready, the message saying what it shapes.
+boost::json::object template_status(const boost::json::value& object,
+                                    const model::RepositoryCreationTemplate& shape, const std::string& now);
+
+// ReplicationBackfill (S17): the engine's progress, with conditions for kstatus: COMPLETE and
+// STOPPED → Ready; FAILED → Stalled; PREPARING, IN_PROGRESS, STOPPING → Reconciling.
+boost::json::object backfill_status(const boost::json::value& object, const model::ReplicationBackfillStatus& progress,
+                                    const std::string& now);
+
 // An invalid object of any kind: Stalled with the validation message.
 boost::json::object invalid_object_status(const boost::json::value& object, std::string_view kind,
                                           std::string_view name, const model::FieldErrors& errors,

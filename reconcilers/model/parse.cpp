@@ -326,6 +326,63 @@ std::optional<SecretRef> read_secret_ref(ObjectReader& parent, std::string_view 
   return ref;
 }
 
+// WILDCARD tag filters under `key` (S18 tagFilters, S16 imageTagMutabilityExclusionFilters).
+std::vector<TagFilter> read_tag_filters(ObjectReader& parent, std::string_view key, FieldErrors& errors) {
+  std::vector<TagFilter> out;
+  const json::array* filters = parent.list(key);
+  if (!filters) return out;
+  for (std::size_t j = 0; j < filters->size(); ++j) {
+    ObjectReader f(&(*filters)[j], index_path(sub(parent, key), j), errors);
+    if (!f.present()) {
+      errors.push_back({f.path(), "must be an object with filter and filterType"});
+      continue;
+    }
+    TagFilter filter;
+    filter.filter = f.str("filter", true).value_or("");
+    filter.filter_type = f.str("filterType").value_or("WILDCARD");
+    out.push_back(std::move(filter));
+  }
+  return out;
+}
+
+// ECR's repository filters: [{filter, filterType PREFIX_MATCH}].
+std::vector<RepositoryFilter> read_repository_filters(ObjectReader& parent, FieldErrors& errors) {
+  std::vector<RepositoryFilter> out;
+  const json::array* filters = parent.list("repositoryFilters");
+  if (!filters) return out;
+  for (std::size_t j = 0; j < filters->size(); ++j) {
+    ObjectReader f(&(*filters)[j], index_path(sub(parent, "repositoryFilters"), j), errors);
+    if (!f.present()) {
+      errors.push_back({f.path(), "must be an object with filter and filterType"});
+      continue;
+    }
+    RepositoryFilter filter;
+    filter.filter = f.str("filter", true).value_or("");
+    filter.filter_type = f.str("filterType").value_or("PREFIX_MATCH");
+    out.push_back(std::move(filter));
+  }
+  return out;
+}
+
+// ECR's resource tags: [{Key, Value}].
+std::vector<ResourceTag> read_resource_tags(ObjectReader& parent, std::string_view key, FieldErrors& errors) {
+  std::vector<ResourceTag> out;
+  const json::array* tags = parent.list(key);
+  if (!tags) return out;
+  for (std::size_t j = 0; j < tags->size(); ++j) {
+    ObjectReader t(&(*tags)[j], index_path(sub(parent, key), j), errors);
+    if (!t.present()) {
+      errors.push_back({t.path(), "must be an object with Key and Value"});
+      continue;
+    }
+    ResourceTag tag;
+    tag.key = t.str("Key", true).value_or("");
+    tag.value = t.str("Value").value_or("");
+    out.push_back(std::move(tag));
+  }
+  return out;
+}
+
 RegistryKey read_registry_key(const json::value& v, const std::string& path, FieldErrors& errors) {
   ObjectReader r(&v, path, errors);
   RegistryKey k;
@@ -437,32 +494,8 @@ ReplicationConfig read_replication_config(ObjectReader& top, FieldErrors& errors
         }
         ReplicationRule rule;
         rule.destinations = read_destinations(r, true, errors);
-        if (const json::array* filters = r.list("repositoryFilters")) {
-          for (std::size_t j = 0; j < filters->size(); ++j) {
-            ObjectReader f(&(*filters)[j], index_path(sub(r, "repositoryFilters"), j), errors);
-            if (!f.present()) {
-              errors.push_back({f.path(), "must be an object with filter and filterType"});
-              continue;
-            }
-            RepositoryFilter filter;
-            filter.filter = f.str("filter", true).value_or("");
-            filter.filter_type = f.str("filterType").value_or("PREFIX_MATCH");
-            rule.repository_filters.push_back(std::move(filter));
-          }
-        }
-        if (const json::array* filters = r.list("tagFilters")) {
-          for (std::size_t j = 0; j < filters->size(); ++j) {
-            ObjectReader f(&(*filters)[j], index_path(sub(r, "tagFilters"), j), errors);
-            if (!f.present()) {
-              errors.push_back({f.path(), "must be an object with filter and filterType"});
-              continue;
-            }
-            TagFilter filter;
-            filter.filter = f.str("filter", true).value_or("");
-            filter.filter_type = f.str("filterType").value_or("WILDCARD");
-            rule.tag_filters.push_back(std::move(filter));
-          }
-        }
+        rule.repository_filters = read_repository_filters(r, errors);
+        rule.tag_filters = read_tag_filters(r, "tagFilters", errors);
         rc.spec.rules.push_back(std::move(rule));
       }
     }
@@ -507,6 +540,7 @@ Repository read_repository(ObjectReader& top, FieldErrors& errors) {
     spec.region = s.str("region", true).value_or("");
     spec.repository_name = s.str("repositoryName", true).value_or("");
     spec.image_tag_mutability = s.str("imageTagMutability").value_or("MUTABLE");
+    spec.image_tag_mutability_exclusion_filters = read_tag_filters(s, "imageTagMutabilityExclusionFilters", errors);
     {
       ObjectReader scan(s.raw("imageScanningConfiguration"), "spec.imageScanningConfiguration",
                         errors);
@@ -517,11 +551,13 @@ Repository read_repository(ObjectReader& top, FieldErrors& errors) {
       spec.encryption_type = enc.str("encryptionType").value_or("AES256");
       spec.kms_key = enc.str("kmsKey").value_or("");
     }
+    spec.resource_tags = read_resource_tags(s, "resourceTags", errors);
   }
   ObjectReader st(top.raw("status"), "status", errors);
   read_common_status(st, repo.status, errors);
   repo.status.created_by = st.str("createdBy").value_or("");
   repo.status.created_at = st.str("createdAt").value_or("");
+  repo.status.template_name = st.str("template").value_or("");
   {
     ObjectReader src(st.raw("source"), "status.source", errors);
     if (src.present()) {
@@ -533,6 +569,68 @@ Repository read_repository(ObjectReader& top, FieldErrors& errors) {
     }
   }
   return repo;
+}
+
+RepositoryCreationTemplate read_repository_creation_template(ObjectReader& top, FieldErrors& errors) {
+  RepositoryCreationTemplate t;
+  {
+    ObjectReader s(top.raw("spec", true), "spec", errors);
+    auto& spec = t.spec;
+    spec.registry_id = s.str("registryId", true).value_or("");
+    spec.region = s.str("region", true).value_or("");
+    spec.prefix = s.str("prefix", true).value_or("");
+    spec.description = s.str("description").value_or("");
+    if (const json::array* a = s.list("appliedFor")) {
+      spec.applied_for.clear();
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        if ((*a)[i].is_string()) {
+          spec.applied_for.emplace_back((*a)[i].as_string());
+        } else {
+          errors.push_back({index_path("spec.appliedFor", i), std::string("must be a string, got ") +
+                                                                   type_name((*a)[i])});
+        }
+      }
+    }
+    spec.image_tag_mutability = s.str("imageTagMutability").value_or("MUTABLE");
+    spec.image_tag_mutability_exclusion_filters = read_tag_filters(s, "imageTagMutabilityExclusionFilters", errors);
+    {
+      ObjectReader enc(s.raw("encryptionConfiguration"), "spec.encryptionConfiguration", errors);
+      spec.encryption_type = enc.str("encryptionType").value_or("AES256");
+      spec.kms_key = enc.str("kmsKey").value_or("");
+    }
+    spec.resource_tags = read_resource_tags(s, "resourceTags", errors);
+    if (const json::value* p = s.raw("repositoryPolicy")) spec.repository_policy = *p;
+    if (const json::value* p = s.raw("lifecyclePolicy")) spec.lifecycle_policy = *p;
+  }
+  ObjectReader st(top.raw("status"), "status", errors);
+  read_common_status(st, t.status, errors);
+  return t;
+}
+
+ReplicationBackfill read_replication_backfill(ObjectReader& top, FieldErrors& errors) {
+  ReplicationBackfill b;
+  {
+    ObjectReader s(top.raw("spec", true), "spec", errors);
+    b.spec.registry_id = s.str("registryId", true).value_or("");
+    b.spec.region = s.str("region", true).value_or("");
+    if (const json::value* d = s.raw("destination", true)) b.spec.destination = read_registry_key(*d, "spec.destination", errors);
+    b.spec.repository_filters = read_repository_filters(s, errors);
+    b.spec.stop = s.boolean("stop").value_or(false);
+  }
+  ObjectReader st(top.raw("status"), "status", errors);
+  read_common_status(st, b.status, errors);
+  b.status.phase = st.str("phase").value_or("");
+  b.status.started_at = st.str("startedAt").value_or("");
+  b.status.completed_at = st.str("completedAt").value_or("");
+  b.status.message = st.str("message").value_or("");
+  {
+    ObjectReader im(st.raw("images"), "status.images", errors);
+    b.status.images.total = im.integer("total").value_or(0);
+    b.status.images.replicated = im.integer("replicated").value_or(0);
+    b.status.images.skipped = im.integer("skipped").value_or(0);
+    b.status.images.failed = im.integer("failed").value_or(0);
+  }
+  return b;
 }
 
 ImageReplication read_image_replication(ObjectReader& top, FieldErrors& errors) {
@@ -661,10 +759,15 @@ ParsedResource parse_resource(const json::value& object) {
     wrap(read_repository(top, errors));
   } else if (*kind == "ImageReplication") {
     wrap(read_image_replication(top, errors));
+  } else if (*kind == "RepositoryCreationTemplate") {
+    wrap(read_repository_creation_template(top, errors));
+  } else if (*kind == "ReplicationBackfill") {
+    wrap(read_replication_backfill(top, errors));
   } else {
     errors.push_back({"kind", "\"" + *kind +
                                   "\" is not a ferry.dev kind; must be Registry, ReplicationConfig, "
-                                  "RegistryPolicy, Repository or ImageReplication"});
+                                  "RegistryPolicy, Repository, RepositoryCreationTemplate, ReplicationBackfill or "
+                                  "ImageReplication"});
     top.allow({"spec", "status"});
   }
   return out;

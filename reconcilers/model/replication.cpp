@@ -16,7 +16,22 @@ ResourceIndex::ResourceIndex(std::span<const Resource> resources) : catalog_(res
     if (const auto* x = std::get_if<RegistryPolicy>(&r)) policies_.push_back(*x);
     if (const auto* x = std::get_if<Repository>(&r)) repositories_.push_back(*x);
     if (const auto* x = std::get_if<Secret>(&r)) secrets_.push_back(*x);
+    if (const auto* x = std::get_if<RepositoryCreationTemplate>(&r)) templates_.push_back(*x);
+    if (const auto* x = std::get_if<ReplicationBackfill>(&r)) backfills_.push_back(*x);
   }
+}
+
+const RepositoryCreationTemplate* ResourceIndex::creation_template(const RegistryKey& destination,
+                                                                   std::string_view repository) const {
+  const RepositoryCreationTemplate* best = nullptr;
+  auto length = [](const RepositoryCreationTemplate& t) -> std::size_t {
+    return t.spec.prefix == kRootPrefix ? 0 : t.spec.prefix.size() + (t.spec.prefix.ends_with('/') ? 0 : 1);
+  };
+  for (const auto& t : templates_) {
+    if (t.key() != destination || !t.applies_to_replication() || !t.covers(repository)) continue;
+    if (!best || length(t) > length(*best)) best = &t;
+  }
+  return best;
 }
 
 const Registry* ResourceIndex::registry(const RegistryKey& key) const {
@@ -213,7 +228,8 @@ ImageReplication new_image_replication(const RegistryKey& source, const PushEven
 }
 
 Repository new_replicated_repository(const RegistryKey& destination, std::string_view repository,
-                                     const RegistryKey& source, const std::string& now) {
+                                     const RegistryKey& source, const std::string& now,
+                                     const RepositoryCreationTemplate* shape) {
   Repository r;
   r.metadata.name = repository_record_name(destination, repository);
   r.metadata.generation = 1;
@@ -221,6 +237,14 @@ Repository new_replicated_repository(const RegistryKey& destination, std::string
   r.spec.registry_id = destination.registry_id;
   r.spec.region = destination.region;
   r.spec.repository_name = repository;
+  if (shape) {
+    r.spec.image_tag_mutability = shape->spec.image_tag_mutability;
+    r.spec.image_tag_mutability_exclusion_filters = shape->spec.image_tag_mutability_exclusion_filters;
+    r.spec.encryption_type = shape->spec.encryption_type;
+    r.spec.kms_key = shape->spec.kms_key;
+    r.spec.resource_tags = shape->spec.resource_tags;
+    r.status.template_name = shape->metadata.name;
+  }
   r.status.created_by = "Replication";
   r.status.created_at = now;
   r.status.source_registry = source;
@@ -242,11 +266,22 @@ bool finished(const ImageReplication& record) {
   });
 }
 
-bool may_write_tag(const Repository* destination_repository, std::string_view existing_digest,
+bool tag_immutable(const Repository* repository, std::string_view tag) {
+  if (!repository || tag.empty()) return false;
+  const auto& spec = repository->spec;
+  auto excluded = [&] {
+    return std::ranges::any_of(spec.image_tag_mutability_exclusion_filters,
+                               [&](const TagFilter& f) { return wildcard_match(f.filter, tag); });
+  };
+  if (spec.image_tag_mutability == "IMMUTABLE") return true;
+  if (spec.image_tag_mutability == "IMMUTABLE_WITH_EXCLUSION") return !excluded();
+  if (spec.image_tag_mutability == "MUTABLE_WITH_EXCLUSION") return excluded();
+  return false;
+}
+
+bool may_write_tag(const Repository* destination_repository, std::string_view tag, std::string_view existing_digest,
                    std::string_view digest) {
-  if (!destination_repository || destination_repository->spec.image_tag_mutability != "IMMUTABLE") {
-    return true;
-  }
+  if (!tag_immutable(destination_repository, tag)) return true;
   return existing_digest.empty() || existing_digest == digest;
 }
 

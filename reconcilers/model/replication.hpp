@@ -43,9 +43,15 @@ class ResourceIndex {
   const RegistryPolicy* policy_for(const RegistryKey& destination) const;
   const Repository* repository(const RegistryKey& registry, std::string_view name) const;
   const Secret* secret(const SecretRef& ref) const;
+  // S16: the template that shapes a repository replication creates in `destination`: among those
+  // applied for REPLICATION whose prefix covers the name, the longest prefix; ROOT last; null
+  // when none (the S12 defaults).
+  const RepositoryCreationTemplate* creation_template(const RegistryKey& destination,
+                                                     std::string_view repository) const;
   const RegistryCatalog& catalog() const { return catalog_; }
   const std::vector<Registry>& registries() const { return registries_; }
   const std::vector<ReplicationConfig>& configs() const { return configs_; }
+  const std::vector<ReplicationBackfill>& backfills() const { return backfills_; }
 
  private:
   std::vector<Registry> registries_;
@@ -53,6 +59,8 @@ class ResourceIndex {
   std::vector<RegistryPolicy> policies_;
   std::vector<Repository> repositories_;
   std::vector<Secret> secrets_;
+  std::vector<RepositoryCreationTemplate> templates_;
+  std::vector<ReplicationBackfill> backfills_;
   RegistryCatalog catalog_;
 };
 
@@ -84,9 +92,12 @@ ImageReplication new_image_replication(const RegistryKey& source, const PushEven
                                        const std::vector<RegistryKey>& destinations,
                                        const std::string& now);
 
-// The Repository record Ferry creates with a repository (S12: MUTABLE, scanOnPush false, AES256).
+// The Repository record Ferry creates with a repository: the S12 defaults (MUTABLE, scanOnPush
+// false, AES256), or the settings of the creation template that applies (S16), named in
+// status.template.
 Repository new_replicated_repository(const RegistryKey& destination, std::string_view repository,
-                                     const RegistryKey& source, const std::string& now);
+                                     const RegistryKey& source, const std::string& now,
+                                     const RepositoryCreationTemplate* shape = nullptr);
 
 // Kubernetes object names (DNS subdomain, ≤ 253) that are stable for the same identity.
 // `push_id` tells pushes of the same content apart (the registry's event id, or when polling
@@ -103,9 +114,14 @@ void summarize(ImageReplication& record);
 // True when every destination is COMPLETE or FAILED.
 bool finished(const ImageReplication& record);
 
-// S13: whether the tag may be written at a destination whose repository record says
-// IMMUTABLE and whose tag currently points at `existing_digest` (empty: tag absent).
-bool may_write_tag(const Repository* destination_repository, std::string_view existing_digest,
+// S13/S16: whether `tag` is immutable in the repository: IMMUTABLE, IMMUTABLE_WITH_EXCLUSION
+// unless an exclusion filter matches the tag, MUTABLE_WITH_EXCLUSION when one does.
+bool tag_immutable(const Repository* repository, std::string_view tag);
+
+// S13: whether `tag` may be written at a destination whose tag currently points at
+// `existing_digest` (empty: tag absent): always where the tag is mutable, else only when absent
+// or already the same digest.
+bool may_write_tag(const Repository* destination_repository, std::string_view tag, std::string_view existing_digest,
                    std::string_view digest);
 
 // Lower-case hex SHA-256 of the bytes.

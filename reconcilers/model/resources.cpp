@@ -1,6 +1,8 @@
 // Small helpers over the resource types: partitions, kinds, keys.
 #include "reconcilers/model/resources.hpp"
 
+#include <algorithm>
+
 namespace ferry::model {
 
 std::string_view to_string(Partition p) {
@@ -35,8 +37,21 @@ std::string_view kind_of(const Resource& r) {
     std::string_view operator()(const Repository&) const { return "Repository"; }
     std::string_view operator()(const ImageReplication&) const { return "ImageReplication"; }
     std::string_view operator()(const Secret&) const { return "Secret"; }
+    std::string_view operator()(const RepositoryCreationTemplate&) const { return "RepositoryCreationTemplate"; }
+    std::string_view operator()(const ReplicationBackfill&) const { return "ReplicationBackfill"; }
   } visitor;
   return std::visit(visitor, r);
+}
+
+bool RepositoryCreationTemplate::applies_to_replication() const {
+  return std::ranges::find(spec.applied_for, "REPLICATION") != spec.applied_for.end();
+}
+
+bool RepositoryCreationTemplate::covers(std::string_view repository) const {
+  if (spec.prefix == kRootPrefix) return true;
+  std::string_view p = spec.prefix;
+  if (p.ends_with('/')) p.remove_suffix(1);
+  return repository.size() > p.size() && repository.starts_with(p) && repository[p.size()] == '/';
 }
 
 const ObjectMeta& metadata_of(const Resource& r) {

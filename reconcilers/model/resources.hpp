@@ -159,14 +159,24 @@ struct RegistryPolicy {
 
 // ---- Repository -------------------------------------------------------------
 
+struct ResourceTag {
+  std::string key;
+  std::string value;
+  bool operator==(const ResourceTag&) const = default;
+};
+
 struct RepositorySpec {
   std::string registry_id;
   std::string region;
   std::string repository_name;
-  std::string image_tag_mutability = "MUTABLE";  // MUTABLE | IMMUTABLE
+  // MUTABLE | IMMUTABLE | IMMUTABLE_WITH_EXCLUSION | MUTABLE_WITH_EXCLUSION (S13, S16)
+  std::string image_tag_mutability = "MUTABLE";
+  // With the *_WITH_EXCLUSION modes: the tags that behave the other way (WILDCARD filters).
+  std::vector<TagFilter> image_tag_mutability_exclusion_filters;
   bool scan_on_push = false;
   std::string encryption_type = "AES256";  // AES256 | KMS
   std::string kms_key;
+  std::vector<ResourceTag> resource_tags;  // from a creation template (S16)
 };
 
 struct RepositoryStatus : CommonStatus {
@@ -174,12 +184,85 @@ struct RepositoryStatus : CommonStatus {
   std::string created_at;
   std::optional<RegistryKey> source_registry;
   std::string source_repository_name;
+  std::string template_name;  // the RepositoryCreationTemplate that shaped it (S16), if any
 };
 
 struct Repository {
   ObjectMeta metadata;
   RepositorySpec spec;
   RepositoryStatus status;
+};
+
+// ---- RepositoryCreationTemplate (S16) -----------------------------------------
+
+inline constexpr std::string_view kRootPrefix = "ROOT";
+
+struct RepositoryCreationTemplateSpec {
+  std::string registry_id;  // the destination registry whose new repositories it shapes
+  std::string region;
+  std::string prefix;       // a repository namespace ("prod" covers prod/...), or ROOT
+  std::string description;
+  std::vector<std::string> applied_for{"REPLICATION"};  // REPLICATION | PULL_THROUGH_CACHE | CREATE_ON_PUSH
+  std::string image_tag_mutability = "MUTABLE";
+  std::vector<TagFilter> image_tag_mutability_exclusion_filters;
+  std::string encryption_type = "AES256";
+  std::string kms_key;
+  std::vector<ResourceTag> resource_tags;
+  boost::json::value repository_policy;  // ECR destinations only; null when absent
+  boost::json::value lifecycle_policy;   // ECR destinations only; null when absent
+};
+
+struct RepositoryCreationTemplate {
+  ObjectMeta metadata;
+  RepositoryCreationTemplateSpec spec;
+  CommonStatus status;
+  RegistryKey key() const { return {spec.registry_id, spec.region}; }
+  bool applies_to_replication() const;
+  // Whether it covers a new repository of that name: ROOT covers every one, a prefix its
+  // namespace (an assumed "/" after it, as ECR does).
+  bool covers(std::string_view repository) const;
+};
+
+// ---- ReplicationBackfill (S17) ----------------------------------------------
+
+// PREPARING → IN_PROGRESS → COMPLETE | FAILED; spec.stop: STOPPING → STOPPED.
+inline constexpr std::string_view kBackfillPreparing = "PREPARING";
+inline constexpr std::string_view kBackfillInProgress = "IN_PROGRESS";
+inline constexpr std::string_view kBackfillComplete = "COMPLETE";
+inline constexpr std::string_view kBackfillFailed = "FAILED";
+inline constexpr std::string_view kBackfillStopping = "STOPPING";
+inline constexpr std::string_view kBackfillStopped = "STOPPED";
+
+struct ReplicationBackfillSpec {
+  std::string registry_id;  // the source registry
+  std::string region;
+  RegistryKey destination;  // one destination of the source's ReplicationConfig
+  std::vector<RepositoryFilter> repository_filters;  // optional, narrowing the rules further
+  bool stop = false;
+};
+
+struct BackfillImages {
+  std::int64_t total = 0;
+  std::int64_t replicated = 0;
+  std::int64_t skipped = 0;
+  std::int64_t failed = 0;
+  bool operator==(const BackfillImages&) const = default;
+};
+
+struct ReplicationBackfillStatus : CommonStatus {
+  std::string phase;
+  BackfillImages images;
+  std::string started_at;
+  std::string completed_at;
+  std::string message;
+  bool operator==(const ReplicationBackfillStatus&) const = default;
+};
+
+struct ReplicationBackfill {
+  ObjectMeta metadata;
+  ReplicationBackfillSpec spec;
+  ReplicationBackfillStatus status;
+  RegistryKey key() const { return {spec.registry_id, spec.region}; }
 };
 
 // ---- ImageReplication -------------------------------------------------------
@@ -231,8 +314,8 @@ struct Secret {
   std::map<std::string, std::string> data;    // decoded bytes of .data merged with .stringData
 };
 
-using Resource =
-    std::variant<Registry, ReplicationConfig, RegistryPolicy, Repository, ImageReplication, Secret>;
+using Resource = std::variant<Registry, ReplicationConfig, RegistryPolicy, Repository, ImageReplication, Secret,
+                              RepositoryCreationTemplate, ReplicationBackfill>;
 
 std::string_view kind_of(const Resource& r);
 const ObjectMeta& metadata_of(const Resource& r);

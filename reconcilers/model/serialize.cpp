@@ -98,15 +98,29 @@ json::object to_json(const Repository& r) {
   const auto& s = r.spec;
   json::object enc{{"encryptionType", s.encryption_type}};
   put(enc, "kmsKey", s.kms_key);
-  o["spec"] = json::object{{"registryId", s.registry_id},
-                           {"region", s.region},
-                           {"repositoryName", s.repository_name},
-                           {"imageTagMutability", s.image_tag_mutability},
-                           {"imageScanningConfiguration", json::object{{"scanOnPush", s.scan_on_push}}},
-                           {"encryptionConfiguration", std::move(enc)}};
+  json::object spec{{"registryId", s.registry_id},
+                    {"region", s.region},
+                    {"repositoryName", s.repository_name},
+                    {"imageTagMutability", s.image_tag_mutability},
+                    {"imageScanningConfiguration", json::object{{"scanOnPush", s.scan_on_push}}},
+                    {"encryptionConfiguration", std::move(enc)}};
+  if (!s.image_tag_mutability_exclusion_filters.empty()) {
+    json::array filters;
+    for (const auto& f : s.image_tag_mutability_exclusion_filters) {
+      filters.push_back(json::object{{"filter", f.filter}, {"filterType", f.filter_type}});
+    }
+    spec["imageTagMutabilityExclusionFilters"] = std::move(filters);
+  }
+  if (!s.resource_tags.empty()) {
+    json::array tags;
+    for (const auto& t : s.resource_tags) tags.push_back(json::object{{"Key", t.key}, {"Value", t.value}});
+    spec["resourceTags"] = std::move(tags);
+  }
+  o["spec"] = std::move(spec);
   json::object status = to_json(static_cast<const CommonStatus&>(r.status));
   put(status, "createdBy", r.status.created_by);
   put(status, "createdAt", r.status.created_at);
+  put(status, "template", r.status.template_name);
   if (r.status.source_registry) {
     json::object src = key_json(*r.status.source_registry);
     put(src, "repositoryName", r.status.source_repository_name);
@@ -129,6 +143,19 @@ json::object status_to_json(const ReplicationConfigStatus& s) {
     }
     o["destinations"] = std::move(a);
   }
+  return o;
+}
+
+json::object status_to_json(const ReplicationBackfillStatus& s) {
+  json::object o = to_json(static_cast<const CommonStatus&>(s));
+  put(o, "phase", s.phase);
+  o["images"] = json::object{{"total", s.images.total},
+                             {"replicated", s.images.replicated},
+                             {"skipped", s.images.skipped},
+                             {"failed", s.images.failed}};
+  put(o, "startedAt", s.started_at);
+  put(o, "completedAt", s.completed_at);
+  put(o, "message", s.message);
   return o;
 }
 

@@ -13,5 +13,6 @@ boost::json::object to_json(const ImageReplication& r);
 boost::json::object to_json(const Repository& r);
 boost::json::object status_to_json(const ReplicationConfigStatus& s);
 boost::json::object status_to_json(const RegistryStatus& s);
+boost::json::object status_to_json(const ReplicationBackfillStatus& s);
 
 }  // namespace ferry::model

@@ -1,6 +1,7 @@
 // Validation of Ferry resources: patterns, limits and partition rules, with field paths.
 #include "reconcilers/model/validate.hpp"
 
+#include <boost/json/parse.hpp>
 #include <boost/url/parse.hpp>
 #include <regex>
 #include <set>
@@ -56,6 +57,113 @@ void check_key(const std::string& registry_id, const std::string& region, const 
                FieldErrors& errors) {
   check_registry_id(registry_id, path.empty() ? "registryId" : path + ".registryId", errors);
   check_region(region, path.empty() ? "region" : path + ".region", errors);
+}
+
+void check_repository_filters(const std::vector<RepositoryFilter>& filters, const std::string& path, FieldErrors& errors) {
+  if (filters.size() > kMaxFiltersPerRule) {
+    errors.push_back({path,
+                      std::to_string(filters.size()) + " filters, at most " +
+                          std::to_string(kMaxFiltersPerRule) + " allowed"});
+  }
+  for (std::size_t j = 0; j < filters.size(); ++j) {
+    const auto& f = filters[j];
+    const std::string fp = path + "[" + std::to_string(j) + "]";
+    if (f.filter.size() < kMinFilterLength || f.filter.size() > kMaxFilterLength) {
+      errors.push_back({fp + ".filter", quoted(f.filter) + " is " + std::to_string(f.filter.size()) +
+                                            " characters long, must be " +
+                                            std::to_string(kMinFilterLength) + " to " +
+                                            std::to_string(kMaxFilterLength)});
+    } else if (!std::regex_match(f.filter, filter_re())) {
+      errors.push_back({fp + ".filter",
+                        quoted(f.filter) +
+                            " does not match ^(?:[a-z0-9]+(?:[._-][a-z0-9]*)*/)*[a-z0-9]*(?:[._-][a-z0-9]*)*$ "
+                            "(lower-case repository name prefix)"});
+    }
+    if (f.filter_type != "PREFIX_MATCH") {
+      errors.push_back({fp + ".filterType",
+                        quoted(f.filter_type) + " is not supported; only PREFIX_MATCH"});
+    }
+  }
+}
+
+// WILDCARD tag filters (S18 tagFilters, S16 exclusion filters): grammar and type, per element.
+void check_tag_filters(const std::vector<TagFilter>& filters, const std::string& path, FieldErrors& errors) {
+  for (std::size_t j = 0; j < filters.size(); ++j) {
+    const auto& f = filters[j];
+    const std::string fp = path + "[" + std::to_string(j) + "]";
+    if (f.filter.empty() || f.filter.size() > kMaxTagFilterLength) {
+      errors.push_back({fp + ".filter", quoted(f.filter) + " is " + std::to_string(f.filter.size()) +
+                                            " characters long, must be 1 to " +
+                                            std::to_string(kMaxTagFilterLength)});
+    } else if (!std::regex_match(f.filter, tag_filter_re())) {
+      errors.push_back({fp + ".filter", quoted(f.filter) +
+                                            " does not match ^[0-9a-zA-Z._*-]{1,128}$ "
+                                            "(tag pattern, * matches any run of characters)"});
+    }
+    if (f.filter_type != "WILDCARD") {
+      errors.push_back({fp + ".filterType", quoted(f.filter_type) + " is not supported; only WILDCARD"});
+    }
+  }
+}
+
+// ECR's tag mutability: the four modes, and exclusion filters exactly with the *_WITH_EXCLUSION ones.
+void check_tag_mutability(const std::string& mode, const std::vector<TagFilter>& exclusions, FieldErrors& errors) {
+  const bool with_exclusion = mode == "IMMUTABLE_WITH_EXCLUSION" || mode == "MUTABLE_WITH_EXCLUSION";
+  if (mode != "MUTABLE" && mode != "IMMUTABLE" && !with_exclusion) {
+    errors.push_back({"spec.imageTagMutability",
+                      quoted(mode) + " must be MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION"});
+    return;
+  }
+  const std::string path = "spec.imageTagMutabilityExclusionFilters";
+  if (with_exclusion && exclusions.empty()) {
+    errors.push_back({path, "required with imageTagMutability " + mode + ": 1 to " +
+                                std::to_string(kMaxExclusionFilters) + " filters"});
+  } else if (!with_exclusion && !exclusions.empty()) {
+    errors.push_back({path, "only allowed with imageTagMutability IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION"});
+  } else if (exclusions.size() > kMaxExclusionFilters) {
+    errors.push_back({path, std::to_string(exclusions.size()) + " filters, at most " +
+                                std::to_string(kMaxExclusionFilters) + " allowed"});
+  }
+  check_tag_filters(exclusions, path, errors);
+}
+
+void check_encryption(const std::string& type, const std::string& kms_key, FieldErrors& errors) {
+  if (type != "AES256" && type != "KMS") {
+    errors.push_back({"spec.encryptionConfiguration.encryptionType", quoted(type) + " must be AES256 or KMS"});
+  } else if (type == "AES256" && !kms_key.empty()) {
+    errors.push_back({"spec.encryptionConfiguration.kmsKey", "only allowed with encryptionType KMS"});
+  }
+}
+
+void check_resource_tags(const std::vector<ResourceTag>& tags, FieldErrors& errors) {
+  if (tags.size() > kMaxResourceTags) {
+    errors.push_back({"spec.resourceTags", std::to_string(tags.size()) + " tags, at most " +
+                                               std::to_string(kMaxResourceTags) + " allowed"});
+  }
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < tags.size(); ++i) {
+    const std::string tp = "spec.resourceTags[" + std::to_string(i) + "]";
+    if (tags[i].key.empty() || tags[i].key.size() > 128) {
+      errors.push_back({tp + ".Key", "must be 1 to 128 characters"});
+    } else if (!seen.insert(tags[i].key).second) {
+      errors.push_back({tp + ".Key", quoted(tags[i].key) + " is given twice"});
+    }
+    if (tags[i].value.size() > 256) errors.push_back({tp + ".Value", "must be at most 256 characters"});
+  }
+}
+
+// A policy document given as an object or as a JSON string holding one.
+void check_document(const boost::json::value& doc, const std::string& path, FieldErrors& errors) {
+  if (doc.is_null() || doc.is_object()) return;
+  if (!doc.is_string()) {
+    errors.push_back({path, "must be a JSON object or a string holding one"});
+    return;
+  }
+  boost::system::error_code ec;
+  auto parsed = boost::json::parse(doc.as_string(), ec);
+  if (ec || !parsed.is_object()) {
+    errors.push_back({path, "is a string but not a JSON object" + (ec ? ": " + ec.message() : std::string())});
+  }
 }
 
 }  // namespace
@@ -165,52 +273,13 @@ FieldErrors validate(const ReplicationConfig& r, const RegistryCatalog& catalog)
                                               "; replication cannot cross partitions"});
       }
     }
-    if (rule.repository_filters.size() > kMaxFiltersPerRule) {
-      errors.push_back({rp + ".repositoryFilters",
-                        std::to_string(rule.repository_filters.size()) + " filters, at most " +
-                            std::to_string(kMaxFiltersPerRule) + " allowed"});
-    }
-    for (std::size_t j = 0; j < rule.repository_filters.size(); ++j) {
-      const auto& f = rule.repository_filters[j];
-      const std::string fp = rp + ".repositoryFilters[" + std::to_string(j) + "]";
-      if (f.filter.size() < kMinFilterLength || f.filter.size() > kMaxFilterLength) {
-        errors.push_back({fp + ".filter", quoted(f.filter) + " is " + std::to_string(f.filter.size()) +
-                                              " characters long, must be " +
-                                              std::to_string(kMinFilterLength) + " to " +
-                                              std::to_string(kMaxFilterLength)});
-      } else if (!std::regex_match(f.filter, filter_re())) {
-        errors.push_back({fp + ".filter",
-                          quoted(f.filter) +
-                              " does not match ^(?:[a-z0-9]+(?:[._-][a-z0-9]*)*/)*[a-z0-9]*(?:[._-][a-z0-9]*)*$ "
-                              "(lower-case repository name prefix)"});
-      }
-      if (f.filter_type != "PREFIX_MATCH") {
-        errors.push_back({fp + ".filterType",
-                          quoted(f.filter_type) + " is not supported; only PREFIX_MATCH"});
-      }
-    }
+    check_repository_filters(rule.repository_filters, rp + ".repositoryFilters", errors);
     if (rule.tag_filters.size() > kMaxTagFiltersPerRule) {
       errors.push_back({rp + ".tagFilters", std::to_string(rule.tag_filters.size()) +
                                                 " filters, at most " +
                                                 std::to_string(kMaxTagFiltersPerRule) + " allowed"});
     }
-    for (std::size_t j = 0; j < rule.tag_filters.size(); ++j) {
-      const auto& f = rule.tag_filters[j];
-      const std::string fp = rp + ".tagFilters[" + std::to_string(j) + "]";
-      if (f.filter.empty() || f.filter.size() > kMaxTagFilterLength) {
-        errors.push_back({fp + ".filter", quoted(f.filter) + " is " + std::to_string(f.filter.size()) +
-                                              " characters long, must be 1 to " +
-                                              std::to_string(kMaxTagFilterLength)});
-      } else if (!std::regex_match(f.filter, tag_filter_re())) {
-        errors.push_back({fp + ".filter", quoted(f.filter) +
-                                              " does not match ^[0-9a-zA-Z._*-]{1,128}$ "
-                                              "(tag pattern, * matches any run of characters)"});
-      }
-      if (f.filter_type != "WILDCARD") {
-        errors.push_back({fp + ".filterType",
-                          quoted(f.filter_type) + " is not supported; only WILDCARD"});
-      }
-    }
+    check_tag_filters(rule.tag_filters, rp + ".tagFilters", errors);
   }
   const auto unique = unique_destinations(spec);
   if (unique.size() > kMaxUniqueDestinations) {
@@ -240,16 +309,54 @@ FieldErrors validate(const Repository& r) {
                           " is not a repository name; lower-case components [a-z0-9] separated by "
                           "., _, __ or -, joined by /, at most 256 characters"});
   }
-  if (spec.image_tag_mutability != "MUTABLE" && spec.image_tag_mutability != "IMMUTABLE") {
-    errors.push_back({"spec.imageTagMutability",
-                      quoted(spec.image_tag_mutability) + " must be MUTABLE or IMMUTABLE"});
+  check_tag_mutability(spec.image_tag_mutability, spec.image_tag_mutability_exclusion_filters, errors);
+  check_encryption(spec.encryption_type, spec.kms_key, errors);
+  check_resource_tags(spec.resource_tags, errors);
+  return errors;
+}
+
+FieldErrors validate(const RepositoryCreationTemplate& r) {
+  static const std::regex prefix_re{R"((?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*/?)"};
+  FieldErrors errors;
+  const auto& spec = r.spec;
+  check_key(spec.registry_id, spec.region, "spec", errors);
+  if (spec.prefix != kRootPrefix &&
+      (spec.prefix.size() > kMaxRepositoryNameLength || !std::regex_match(spec.prefix, prefix_re))) {
+    errors.push_back({"spec.prefix", quoted(spec.prefix) +
+                                         " is neither ROOT nor a repository namespace (lower-case components "
+                                         "[a-z0-9] separated by ., _ or -, joined by /, at most 256 characters)"});
   }
-  if (spec.encryption_type != "AES256" && spec.encryption_type != "KMS") {
-    errors.push_back({"spec.encryptionConfiguration.encryptionType",
-                      quoted(spec.encryption_type) + " must be AES256 or KMS"});
-  } else if (spec.encryption_type == "AES256" && !spec.kms_key.empty()) {
-    errors.push_back({"spec.encryptionConfiguration.kmsKey", "only allowed with encryptionType KMS"});
+  if (spec.description.size() > 256) errors.push_back({"spec.description", "must be at most 256 characters"});
+  if (spec.applied_for.empty()) {
+    errors.push_back({"spec.appliedFor", "at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH"});
   }
+  std::set<std::string> uses;
+  for (std::size_t i = 0; i < spec.applied_for.size(); ++i) {
+    const auto& a = spec.applied_for[i];
+    const std::string ap = "spec.appliedFor[" + std::to_string(i) + "]";
+    if (a != "REPLICATION" && a != "PULL_THROUGH_CACHE" && a != "CREATE_ON_PUSH") {
+      errors.push_back({ap, quoted(a) + " must be REPLICATION, PULL_THROUGH_CACHE or CREATE_ON_PUSH"});
+    } else if (!uses.insert(a).second) {
+      errors.push_back({ap, quoted(a) + " is given twice"});
+    }
+  }
+  check_tag_mutability(spec.image_tag_mutability, spec.image_tag_mutability_exclusion_filters, errors);
+  check_encryption(spec.encryption_type, spec.kms_key, errors);
+  check_resource_tags(spec.resource_tags, errors);
+  check_document(spec.repository_policy, "spec.repositoryPolicy", errors);
+  check_document(spec.lifecycle_policy, "spec.lifecyclePolicy", errors);
+  return errors;
+}
+
+FieldErrors validate(const ReplicationBackfill& r) {
+  FieldErrors errors;
+  check_key(r.spec.registry_id, r.spec.region, "spec", errors);
+  check_key(r.spec.destination.registry_id, r.spec.destination.region, "spec.destination", errors);
+  if (r.spec.destination == r.key()) {
+    errors.push_back({"spec.destination", to_string(r.key()) + " is the source registry; a backfill copies to one of "
+                                          "its destinations"});
+  }
+  check_repository_filters(r.spec.repository_filters, "spec.repositoryFilters", errors);
   return errors;
 }
 
@@ -301,6 +408,7 @@ std::vector<SetProblem> validate_set(std::span<const Resource> resources) {
   std::vector<SetProblem> problems;
   std::map<std::pair<std::string, std::string>, std::size_t> by_name;
   std::map<std::pair<std::string, RegistryKey>, std::size_t> by_registry;
+  std::map<std::pair<RegistryKey, std::string>, std::size_t> by_prefix;
   for (std::size_t i = 0; i < resources.size(); ++i) {
     const auto& r = resources[i];
     const std::string kind(kind_of(r));
@@ -321,6 +429,18 @@ std::vector<SetProblem> validate_set(std::span<const Resource> resources) {
     } else if (const auto* x = std::get_if<RegistryPolicy>(&r)) {
       key = x->key();
       what = "at most one RegistryPolicy per destination registry";
+    }
+    if (const auto* x = std::get_if<RepositoryCreationTemplate>(&r)) {
+      std::string_view prefix = x->spec.prefix;
+      if (prefix.ends_with('/')) prefix.remove_suffix(1);
+      auto [it, fresh] = by_prefix.emplace(std::pair{x->key(), std::string(prefix)}, i);
+      if (!fresh) {
+        problems.push_back({i, it->second,
+                            {"spec.prefix", "RepositoryCreationTemplate/" + metadata_of(resources[it->second]).name +
+                                                " already has prefix " + std::string(prefix) + " in " +
+                                                to_string(x->key()) + "; at most one template per prefix"}});
+      }
+      continue;
     }
     if (!key) continue;
     if (auto [it, fresh] = by_registry.emplace(std::pair{kind, *key}, i); !fresh) {

@@ -20,6 +20,8 @@ inline constexpr std::size_t kMaxFilterLength = 256;
 inline constexpr std::size_t kMaxTagFiltersPerRule = 100;  // S18
 inline constexpr std::size_t kMaxTagFilterLength = 128;
 inline constexpr std::size_t kMaxRepositoryNameLength = 256;
+inline constexpr std::size_t kMaxExclusionFilters = 5;  // S16, as ECR
+inline constexpr std::size_t kMaxResourceTags = 50;
 
 bool is_valid_registry_id(std::string_view s);
 bool is_valid_region(std::string_view s);
@@ -48,6 +50,8 @@ FieldErrors validate(const ReplicationConfig& r, const RegistryCatalog& catalog 
 FieldErrors validate(const RegistryPolicy& r);
 FieldErrors validate(const Repository& r);
 FieldErrors validate(const ImageReplication& r);
+FieldErrors validate(const RepositoryCreationTemplate& r);
+FieldErrors validate(const ReplicationBackfill& r);
 FieldErrors validate(const Secret& r);
 FieldErrors validate(const Resource& r, const RegistryCatalog& catalog = {});
 

@@ -32,6 +32,8 @@ EXPECTED_KINDS = {
     "RegistryPolicy": ("registrypolicies", "rpol"),
     "Repository": ("repositories", "frepo"),
     "ImageReplication": ("imagereplications", "imgrep"),
+    "RepositoryCreationTemplate": ("repositorycreationtemplates", "frct"),
+    "ReplicationBackfill": ("replicationbackfills", "fbf"),
 }
 
 

@@ -129,6 +129,65 @@ class ClusterReplication(ClusterModeTest):
         self.kubectl("delete", "imagereplication", rec["metadata"]["name"])
         self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", "v1"))
 
+    def test_s16_creation_template_shapes_the_repository_record(self):
+        self.apply(replication_config("a", self.a, [self.b]))
+        self.apply(f"""apiVersion: ferry.dev/v1alpha1
+kind: RepositoryCreationTemplate
+metadata: {{name: b-prod}}
+spec:
+  registryId: "{A_ID}"
+  region: us-west-2
+  prefix: prod
+  imageTagMutability: IMMUTABLE_WITH_EXCLUSION
+  imageTagMutabilityExclusionFilters: [{{filter: latest}}]
+  encryptionConfiguration: {{encryptionType: KMS, kmsKey: alias/prod}}
+""")
+        self.start_operator()
+        self.kubectl("wait", "--for=condition=Ready", "repositorycreationtemplate/b-prod", "--timeout=30s")
+        self.image(seed="templated").push(self.a, "prod/app")
+        _, st = self.wait_record("prod/app", "v1", expected=1)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+
+        def record():
+            for r in self.get("repositories")["items"]:
+                if r["spec"]["repositoryName"] == "prod/app" and r["spec"]["region"] == "us-west-2":
+                    return r
+            return None
+        created = wait_until(record, 15, interval=0.2, what="the Repository record of prod/app")
+        self.assertEqual(created["status"]["template"], "b-prod")
+        self.assertEqual(created["spec"]["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION")
+        self.assertEqual(created["spec"]["imageTagMutabilityExclusionFilters"],
+                         [{"filter": "latest", "filterType": "WILDCARD"}])
+        self.assertEqual(created["spec"]["encryptionConfiguration"], {"encryptionType": "KMS", "kmsKey": "alias/prod"})
+        self.assertRegex(self.kubectl("get", "repositories").stdout, r"prod/app\s+IMMUTABLE_WITH_EXCLUSION\s+Replication\s+b-prod")
+
+    def test_s17_backfill_progress_is_the_objects_status(self):
+        self.apply(replication_config("a", self.a, [self.b]))
+        for i in range(3):
+            self.image(seed=f"old-{i}").push(self.a, f"old/app{i}")  # before anything applies (S3)
+        self.start_operator()
+        self.apply(f"""apiVersion: ferry.dev/v1alpha1
+kind: ReplicationBackfill
+metadata: {{name: old-images}}
+spec:
+  registryId: "{A_ID}"
+  region: us-east-1
+  destination: {{region: us-west-2, registryId: "{A_ID}"}}
+""")
+        self.kubectl("wait", "--for=jsonpath={.status.phase}=COMPLETE", "replicationbackfill/old-images",
+                     "--timeout=60s")
+        st = self.get("replicationbackfill", "old-images")["status"]
+        self.assertEqual(st["images"], {"total": 3, "replicated": 3, "skipped": 0, "failed": 0})
+        conds = {c["type"]: c for c in st["conditions"]}
+        self.assertEqual((conds["Ready"]["status"], conds["Ready"]["reason"]), ("True", "Complete"))
+        self.assertNotIn("Reconciling", conds)
+        for i in range(3):
+            self.assertEqual(self.b.manifest(f"old/app{i}", "v1"), self.a.manifest(f"old/app{i}", "v1"))
+        out = json.loads(run([FERRY, "status", "--kubeconfig", self.kubeconfig, "--backfill", "old-images"]).stdout)
+        self.assertEqual((out["phase"], out["images"]["replicated"]), ("COMPLETE", 3))
+        self.assertRegex(self.kubectl("get", "replicationbackfills").stdout,
+                         r"old-images\s+us-east-1\s+us-west-2\s+COMPLETE\s+3\s+3\s+0\s+0")
+
     def test_policy_applied_later_lets_the_next_push_through(self):
         self.apply(replication_config("a", self.a, [self.c]))
         self.start_operator()

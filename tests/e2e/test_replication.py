@@ -436,6 +436,288 @@ class SettingsAndImmutability(E2ETest):
         self.assertEqual(self.ferry.records("repositories"), [])
 
 
+def creation_template(name, dest, prefix, mutability="MUTABLE", exclusions=(), extra=""):
+    """YAML for a RepositoryCreationTemplate of the destination registry `dest`."""
+    out = (f"apiVersion: ferry.dev/v1alpha1\nkind: RepositoryCreationTemplate\nmetadata: {{name: {name}}}\n"
+           f"spec:\n  registryId: \"{dest.registry_id}\"\n  region: {dest.region}\n  prefix: {prefix}\n"
+           f"  appliedFor: [REPLICATION]\n  imageTagMutability: {mutability}\n")
+    if exclusions:
+        out += "  imageTagMutabilityExclusionFilters:\n" + "".join(
+            f"  - {{filter: \"{f}\", filterType: WILDCARD}}\n" for f in exclusions)
+    return out + extra
+
+
+class CreationTemplates(E2ETest):
+    """S16: the repositories replication creates take the settings of the template with the longest
+    prefix covering their name, ROOT last; existing repositories keep theirs."""
+
+    def setUp(self):
+        super().setUp()
+        self.same_account_pair(A_ID)
+        self.ferry.write("templates.yaml", "---\n".join([
+            creation_template("root", self.b, "ROOT", extra="  resourceTags:\n  - {Key: managed-by, Value: ferry}\n"),
+            creation_template("prod", self.b, "prod", "IMMUTABLE_WITH_EXCLUSION", ["latest", "dev-*"],
+                              extra="  encryptionConfiguration: {encryptionType: KMS, kmsKey: alias/prod}\n"),
+            creation_template("prod-team", self.b, "prod/team", "IMMUTABLE"),
+            # Another registry's template, and one not applied for replication: neither counts here.
+            creation_template("elsewhere", self.a, "ROOT", "IMMUTABLE"),
+        ]))
+
+    def repository_records(self):
+        return {r["spec"]["repositoryName"]: r for r in self.ferry.records("repositories")}
+
+    def test_s16_longest_prefix_wins_and_root_covers_the_rest(self):
+        self.ferry.start()
+        for repo in ("prod/team/api", "prod/app", "tools/lint", "prod"):
+            self.image(seed=repo).push(self.a, repo)
+        for repo in ("prod/team/api", "prod/app", "tools/lint", "prod"):
+            self.assertEqual(self.ferry.wait_status(repo, "v1", expected=1)[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        records = wait_until(lambda: (lambda r: r if len(r) == 4 else None)(self.repository_records()), 10,
+                             what="four Repository records")
+        shaped = {name: (r["status"].get("template"), r["spec"]["imageTagMutability"],
+                         r["spec"]["encryptionConfiguration"]["encryptionType"]) for name, r in records.items()}
+        self.assertEqual(shaped, {
+            "prod/team/api": ("prod-team", "IMMUTABLE", "AES256"),
+            "prod/app": ("prod", "IMMUTABLE_WITH_EXCLUSION", "KMS"),
+            "tools/lint": ("root", "MUTABLE", "AES256"),
+            "prod": ("root", "MUTABLE", "AES256"),  # "prod" covers prod/..., not prod itself
+        })
+        self.assertEqual(records["prod/app"]["spec"]["imageTagMutabilityExclusionFilters"],
+                         [{"filter": "latest", "filterType": "WILDCARD"}, {"filter": "dev-*", "filterType": "WILDCARD"}])
+        self.assertEqual(records["prod/app"]["spec"]["encryptionConfiguration"]["kmsKey"], "alias/prod")
+        self.assertEqual(records["tools/lint"]["spec"]["resourceTags"], [{"Key": "managed-by", "Value": "ferry"}])
+        self.assertIn("template=prod-team", self.ferry.process.output())
+
+    def test_s16_exclusion_filters_decide_which_tags_s13_keeps(self):
+        self.ferry.start()
+        first = self.image(seed="first")
+        first.push(self.a, "prod/app", tag="v1")
+        self.assertEqual(self.ferry.wait_status("prod/app", "v1", expected=1)[(A_ID, "us-west-2")]["status"],
+                         "COMPLETE")
+        wait_until(lambda: "prod/app" in self.repository_records(), 10, what="the Repository record of prod/app")
+        first.push(self.a, "prod/app", tag="latest")
+        self.assertEqual(self.ferry.wait_status("prod/app", "latest", expected=1)[(A_ID, "us-west-2")]["status"],
+                         "COMPLETE")
+        # New content under both tags: v1 is immutable there (kept on its digest, image copied by
+        # digest), latest is an exclusion (moves).
+        second = self.image(seed="second")
+        second.push(self.a, "prod/app", tag="v1")
+        second.push(self.a, "prod/app", tag="latest")
+        wait_until(lambda: len([s for s in statuses_of(self.ferry, "prod/app", "v1") if s["status"] == "COMPLETE"]) == 2
+                   and len([s for s in statuses_of(self.ferry, "prod/app", "latest") if s["status"] == "COMPLETE"]) == 2,
+                   30, what="both second pushes COMPLETE")
+        notes = [s.get("message", "") for s in statuses_of(self.ferry, "prod/app", "v1")]
+        self.assertTrue(any("is immutable in IMMUTABLE_WITH_EXCLUSION repository prod/app" in n for n in notes), notes)
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", first.digest))
+        self.assertEqual(self.b.manifest("prod/app", second.digest), self.a.manifest("prod/app", second.digest))
+        self.assertEqual(self.b.manifest("prod/app", "latest"), self.a.manifest("prod/app", second.digest))
+
+    def test_s16_an_existing_repository_is_never_changed(self):
+        # prod/app exists at the destination before replication: no record, no template, and S13
+        # treats it as mutable (the template's IMMUTABLE_WITH_EXCLUSION does not apply to it).
+        self.image(seed="pre").push(self.b, "prod/app")
+        # A user's Repository for prod/other: its settings stand, whatever the template says.
+        self.ferry.write("repo.yaml", f"apiVersion: ferry.dev/v1alpha1\nkind: Repository\nmetadata: {{name: r}}\n"
+                                      f"spec:\n  registryId: \"{A_ID}\"\n  region: us-west-2\n"
+                                      "  repositoryName: prod/other\n  imageTagMutability: MUTABLE\n")
+        self.ferry.start()
+        self.image(seed="new").push(self.a, "prod/app")
+        self.image(seed="other").push(self.a, "prod/other")
+        for repo in ("prod/app", "prod/other"):
+            st = self.ferry.wait_status(repo, "v1", expected=1)[(A_ID, "us-west-2")]
+            self.assertEqual(st["status"], "COMPLETE")
+            self.assertEqual(self.b.manifest(repo, "v1"), self.a.manifest(repo, "v1"))
+        self.assertEqual(self.repository_records(), {})
+
+    def test_s16_templates_are_validated_with_field_paths(self):
+        self.ferry.write("bad-template.yaml", creation_template("bad", self.b, "Prod", "IMMUTABLE", ["latest"]))
+        res = run([os.environ["FERRY_BINARY"], "validate", "-f", self.ferry.manifests], check=False)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("RepositoryCreationTemplate/bad: spec.prefix: \"Prod\" is neither ROOT nor a repository namespace",
+                      res.stdout)
+        self.assertIn("RepositoryCreationTemplate/bad: spec.imageTagMutabilityExclusionFilters: only allowed with "
+                      "imageTagMutability IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION", res.stdout)
+
+
+def tag_variants(registry, repo, base_tag, tags):
+    """Puts one manifest per tag into `repo`, each the base tag's manifest with its own annotation
+    (so its own digest, the same blobs): many distinct images in milliseconds. {tag: digest}."""
+    url = f"http://{registry.host}/v2/{repo}/manifests/"
+    req = urllib.request.Request(url + base_tag, headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        base = json.load(r)
+    out = {}
+    for tag in tags:
+        m = dict(base, annotations={"ferry.test/variant": f"{repo}:{tag}"})
+        body = json.dumps(m, sort_keys=True, separators=(",", ":")).encode()
+        put = urllib.request.Request(url + tag, data=body, method="PUT",
+                                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        with urllib.request.urlopen(put, timeout=10) as r:
+            out[tag] = r.headers["Docker-Content-Digest"]
+    return out
+
+
+def backfill_yaml(name, source, dest, filters=(), stop=False):
+    out = (f"apiVersion: ferry.dev/v1alpha1\nkind: ReplicationBackfill\nmetadata: {{name: {name}}}\n"
+           f"spec:\n  registryId: \"{source.registry_id}\"\n  region: {source.region}\n"
+           f"  destination: {{region: {dest.region}, registryId: \"{dest.registry_id}\"}}\n")
+    if filters:
+        out += "  repositoryFilters:\n" + "".join(f"  - {{filter: {f}, filterType: PREFIX_MATCH}}\n" for f in filters)
+    return out + ("  stop: true\n" if stop else "")
+
+
+class Backfill(E2ETest):
+    """S17: a ReplicationBackfill copies what the source already holds, every tag, under the rules
+    of a push, skipping what the destination has; pushes keep priority."""
+
+    def seed(self, registry, repos, tags_per_repo, prefix="prod/app"):
+        """`repos` repositories of `tags_per_repo` distinct images each: {(repo, tag): digest}."""
+        images = {}
+        for r in range(repos):
+            repo = f"{prefix}{r}"
+            self.image(seed=repo, tag="t0").push(registry, repo)
+            for tag, digest in tag_variants(registry, repo, "t0", [f"t{i}" for i in range(tags_per_repo)]).items():
+                images[(repo, tag)] = digest
+        return images
+
+    def backfill_status(self, name):
+        res = run([os.environ["FERRY_BINARY"], "status", "--state-dir", self.ferry.state, "--backfill", name],
+                  check=False)
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    def wait_phase(self, name, phases, timeout=60):
+        return wait_until(lambda: (lambda s: s if s and s.get("phase") in phases else None)(self.backfill_status(name)),
+                          timeout, interval=0.2, what=f"backfill {name} in {phases}")
+
+    def test_s17_hundred_tags_ten_repositories_thirty_already_there(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        images = self.seed(a, 10, 10)
+        # 30 of them are at the destination already (same bytes, same digest), 3 per repository.
+        for r in range(10):
+            repo = f"prod/app{r}"
+            self.image(seed=repo, tag="t0").push(b, repo)
+            tag_variants(b, repo, "t0", ["t0", "t1", "t2"])
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        time.sleep(1.0)
+        self.assertEqual(b.tags("prod/app0"), ["t0", "t1", "t2"], "S3: nothing old moves without a backfill")
+        self.ferry.write("backfill.yaml", backfill_yaml("all", a, b))
+        done = self.wait_phase("all", ("COMPLETE", "FAILED"), timeout=120)
+        self.assertEqual(done["phase"], "COMPLETE", done)
+        self.assertEqual(done["images"], {"total": 100, "replicated": 70, "skipped": 30, "failed": 0})
+        self.assertTrue(done["startedAt"] <= done["completedAt"])
+        for (repo, tag), digest in images.items():
+            self.assertEqual(b.manifest(repo, tag), a.manifest(repo, digest), f"{repo}:{tag}")
+        # Backfilled images answer `ferry status` like pushes.
+        st = self.ferry.status("prod/app3", "t7")
+        self.assertEqual([s["status"] for s in st["replicationStatuses"]], ["COMPLETE"])
+        self.assertIn("backfill listed", self.ferry.process.output())
+        # A restart after the end changes nothing: no record is written again, no phase moves.
+        records = len(self.ferry.records("imagereplications"))
+        self.assertEqual(records, 70)
+        self.assertEqual(self.ferry.stop(), 0)
+        self.ferry.start()
+        time.sleep(1.0)
+        self.assertEqual(self.backfill_status("all"), done)
+        self.assertEqual(len(self.ferry.records("imagereplications")), 70)
+
+    def test_s17_cross_account_without_create_repository_fails_those_images(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        c = self.registry("c", B_ID, "eu-west-1", notify=False)
+        self.seed(a, 2, 3)  # prod/app0 (exists at c) and prod/app1 (does not)
+        self.image(seed="other").push(c, "prod/app0", tag="other")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + c.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [c]))
+        self.ferry.write("policy.yaml", registry_policy("c", c, [allow_statement(A_ID, c, actions=("ecr:ReplicateImage",))]))
+        self.ferry.start()
+        self.ferry.write("backfill.yaml", backfill_yaml("to-c", a, c))
+        done = self.wait_phase("to-c", ("COMPLETE", "FAILED"))
+        self.assertEqual(done["phase"], "COMPLETE", done)  # 3 of 6 failed: below the 100-image floor
+        self.assertEqual(done["images"], {"total": 6, "replicated": 3, "skipped": 0, "failed": 3})
+        self.assertEqual(sorted(c.tags("prod/app0")), ["other", "t0", "t1", "t2"])
+        self.assertEqual(c.tags("prod/app1"), [])
+        failed = [s for r in self.ferry.records("imagereplications") for s in r["status"]["replicationStatuses"]
+                  if r["spec"]["source"]["repositoryName"] == "prod/app1"]
+        self.assertEqual([(s["status"], s["failureCode"]) for s in failed], [("FAILED", "DESTINATION_REGISTRY_ACCESS_DENIED")] * 3)
+        self.assertIn("ecr:CreateRepository", failed[0]["message"])
+
+    def test_s17_stop_then_a_new_backfill_takes_the_rest(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        images = self.seed(a, 8, 10)
+        slow = self.slow_endpoint(a, delay_ms=400)
+        self.ferry.write("regs.yaml", a.resource(endpoint=slow) + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.ferry.write("backfill.yaml", backfill_yaml("first", a, b))
+        wait_until(lambda: (self.backfill_status("first") or {}).get("images", {}).get("replicated", 0) >= 2, 60,
+                   interval=0.1, what="a few images replicated")
+        self.ferry.write("backfill.yaml", backfill_yaml("first", a, b, stop=True))
+        stopped = self.wait_phase("first", ("STOPPED",))
+        n = stopped["images"]
+        self.assertLess(n["replicated"], 80, stopped)
+        self.assertEqual(n["skipped"] + n["failed"], 0, stopped)
+        self.assertRegex(stopped["message"], r"stopped \(spec.stop\); \d+ images not started")
+        copied = sum(len(b.tags(f"prod/app{r}")) for r in range(8))
+        self.assertEqual(copied, n["replicated"])
+        time.sleep(1.0)
+        self.assertEqual(sum(len(b.tags(f"prod/app{r}")) for r in range(8)), copied, "nothing moves once STOPPED")
+        # A second backfill picks up the rest and skips what the first one copied.
+        self.ferry.write("backfill2.yaml", backfill_yaml("second", a, b))
+        done = self.wait_phase("second", ("COMPLETE", "FAILED"), timeout=120)
+        self.assertEqual(done["images"], {"total": 80, "replicated": 80 - copied, "skipped": copied, "failed": 0})
+        for (repo, tag), digest in images.items():
+            self.assertEqual(b.manifest(repo, tag), a.manifest(repo, digest), f"{repo}:{tag}")
+
+    def test_s17_kill_9_mid_backfill_resumes_without_copying_twice_or_missing_one(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        images = self.seed(a, 3, 10)
+        slow = self.slow_endpoint(a, delay_ms=150)
+        self.ferry.write("regs.yaml", a.resource(endpoint=slow) + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.write("backfill.yaml", backfill_yaml("bf", a, b))
+        self.ferry.start()
+        wait_until(lambda: (self.backfill_status("bf") or {}).get("images", {}).get("replicated", 0) >= 3, 60,
+                   interval=0.05, what="some images replicated")
+        self.ferry.stop(signal.SIGKILL)
+        before = self.backfill_status("bf")
+        self.assertEqual(before["phase"], "IN_PROGRESS", before)
+        self.ferry.start()
+        done = self.wait_phase("bf", ("COMPLETE", "FAILED"), timeout=120)
+        self.assertEqual(done["images"], {"total": 30, "replicated": 30, "skipped": 0, "failed": 0}, done)
+        self.assertEqual(done["startedAt"], before["startedAt"], "resumed, not started over")
+        # One record per image, none twice; every image there with its digest.
+        recs = self.ferry.records("imagereplications")
+        keys = [(r["spec"]["source"]["repositoryName"], r["spec"]["source"]["imageTag"]) for r in recs]
+        self.assertEqual(len(keys), 30)
+        self.assertEqual(len(set(keys)), 30)
+        for (repo, tag), digest in images.items():
+            self.assertEqual(b.manifest(repo, tag), a.manifest(repo, digest), f"{repo}:{tag}")
+        # No listing again after the restart: the kept list is used (the log spans both runs).
+        self.assertEqual(self.ferry.process.output().count("backfill listed"), 1)
+
+    def test_s17_a_push_during_a_backfill_replicates_on_time(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.seed(a, 2, 20, prefix="old/app")
+        slow = self.slow_endpoint(a, delay_ms=150)
+        self.ferry.write("regs.yaml", a.resource(endpoint=slow) + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.ferry.write("backfill.yaml", backfill_yaml("big", a, b))
+        wait_until(lambda: (self.backfill_status("big") or {}).get("images", {}).get("replicated", 0) >= 1, 60,
+                   interval=0.1, what="the backfill copying")
+        self.image(seed="fresh", tag="v1").push(a, "new/app")
+        st = self.ferry.wait_status("new/app", "v1", expected=1, timeout=30)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE")
+        during = self.backfill_status("big")
+        self.assertEqual(during["phase"], "IN_PROGRESS", "the push finished while the backfill was still running")
+        self.assertLess(during["images"]["replicated"], 40)
+
+
 class NeverDelete(E2ETest):
     def test_s10_deleting_source_tags_config_and_records_deletes_nothing(self):
         a = self.registry("a", A_ID, "us-east-1")

@@ -7,6 +7,7 @@ the test fails. Which requests the operator made is read from the API server's a
 FERRY_BINARY names the binary.
 """
 import base64
+import http.server
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -197,6 +199,13 @@ class StatusConditions(OperatorTestCase):
             "CredentialsReady")
         # Examples: valid objects become Ready; registries at unreachable example.com endpoints do not.
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy", "--all", "--timeout=30s")
+        # Creation templates (S16): Ready, the message saying what they shape; printer columns from the CRD.
+        self.kubectl("wait", "--for=condition=Ready", "repositorycreationtemplate", "--all", "--timeout=30s")
+        self.assertEqual(self.jsonpath("repositorycreationtemplate/acct-a-us-west-2.prod",
+                                       '{.status.conditions[?(@.type=="Ready")].message}'),
+                         "shapes repositories under prod/ that replication creates in 123456789012/us-west-2")
+        self.assertRegex(self.kubectl("get", "repositorycreationtemplates").stdout,
+                         r"(?m)^acct-a-us-west-2\.prod\s+123456789012\s+us-west-2\s+prod\s+IMMUTABLE_WITH_EXCLUSION\s+True")
         # The example configurations replicate into example.com registries nobody can reach: not Ready.
         self.kubectl("wait", "--for=jsonpath={.status.observedGeneration}=1", "replicationconfig", "--all",
                      "--timeout=30s")
@@ -286,36 +295,79 @@ class StatusConditions(OperatorTestCase):
             self.assertNotIn(leaked, self.kubectl("get", "registries,replicationconfigs", "-o", "json").stdout)
 
     def test_status_write_retries_on_conflict(self):
-        # A concurrent writer: while the operator writes status for a new generation, another client
-        # keeps changing the object's labels, so the operator's write carries an old resourceVersion
-        # and gets 409 Conflict from the API server. The operator must re-read and write again.
+        # A concurrent writer, made deterministic: a validating admission webhook on
+        # registrypolicies/status which, the first time the operator writes status,
+        # changes the object's labels before it answers "allowed". The API server then finds the
+        # object changed under the write it is admitting and answers 409 Conflict. The operator must
+        # re-read and write again (and the second write goes through).
         self.apply(self.allow_policy("p", "222222222222", "eu-west-1"))
         self.start_operator()
         self.kubectl("wait", "--for=condition=Ready", "registrypolicy/p", "--timeout=30s")
         path = f"{GROUP}/registrypolicies/p"
         merge = "application/merge-patch+json"
+        pki = Pki(os.path.join(self.tmp, "conflict-pki"))
+        crt, key = pki.issue("hook", "/CN=conflict-webhook", san="IP:127.0.0.1")
+        interfered = threading.Event()
+        cp = self.cp
 
-        def status_writes():
-            return [e for e in self.operator_requests(resource="registrypolicies", name="p", subresource="status")
-                    if e["verb"] in ("update", "patch")]
-        for generation in range(2, 40):
-            sid = f"Gen{generation}"
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                req = review["request"]
+                if not interfered.is_set():
+                    interfered.set()
+                    cp.request("PATCH", path, {"metadata": {"labels": {"writer": "concurrent"}}}, content_type=merge)
+                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                   "response": {"uid": req["uid"], "allowed": True}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(crt, key)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        with open(pki.ca_crt, "rb") as f:
+            ca_bundle = base64.b64encode(f.read()).decode()
+        self.apply({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                    "metadata": {"name": "ferry-test-conflict"},
+                    "webhooks": [{"name": "conflict.ferry.dev",
+                                  "clientConfig": {"url": f"https://127.0.0.1:{server.server_address[1]}/",
+                                                   "caBundle": ca_bundle},
+                                  "rules": [{"apiGroups": ["ferry.dev"], "apiVersions": ["v1alpha1"],
+                                             "operations": ["UPDATE"], "resources": ["registrypolicies/status"],
+                                             "scope": "Cluster"}],
+                                  "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                                  "failurePolicy": "Fail", "timeoutSeconds": 10}]})
+        # Registration takes effect a moment after the create: new generations until a status write
+        # reaches the hook.
+        for generation in range(2, 30):
             code, _ = self.cp.request("PATCH", path, {"spec": {"policy": {"Statement": [{
-                "Sid": sid, "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+                "Sid": f"Gen{generation}", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
                 "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
                 "Resource": "arn:aws:ecr:eu-west-1:222222222222:repository/*"}]}}}, content_type=merge)
             self.assertEqual(code, 200)
-            for i in range(40):
-                self.cp.request("PATCH", path, {"metadata": {"labels": {"writer": f"w{generation}-{i}"}}},
-                                content_type=merge)
-            if any(e["responseStatus"]["code"] == 409 for e in status_writes()):
+            self.eventually(lambda: self.jsonpath("registrypolicy/p", "{.status.observedGeneration}") == str(generation),
+                            f"observedGeneration {generation}")
+            if interfered.is_set():
                 break
-        codes = [e["responseStatus"]["code"] for e in status_writes()]
-        self.assertIn(409, codes, "no conflicting write happened; the test did not test anything")
-        self.eventually(lambda: self.jsonpath("registrypolicy/p", "{.status.observedGeneration}") == str(generation),
-                        f"observedGeneration {generation} after the conflicts")
-        first = codes.index(409)
-        self.assertIn(200, codes[first:], f"no successful status write after a 409: {codes}")
+            time.sleep(0.3)
+        self.assertTrue(interfered.is_set(), "the operator's status writes never reached the webhook")
+        self.assertEqual(self.jsonpath("registrypolicy/p", "{.metadata.labels.writer}"), "concurrent")
+
+        def status_codes():
+            return [e["responseStatus"]["code"] for e in self.operator_requests(
+                resource="registrypolicies", name="p", subresource="status") if e["verb"] in ("update", "patch")]
+        codes = self.eventually(lambda: (lambda c: c if 409 in c and 200 in c[c.index(409):] else None)(status_codes()),
+                                "a 409 then a successful status write in the audit log", timeout=10)
+        self.assertIn(409, codes)
 
     def test_invalid_resource_is_stalled_with_the_validation_message(self):
         bad = self.policy("conditional", "222222222222", "eu-west-1", {
@@ -339,6 +391,26 @@ class StatusConditions(OperatorTestCase):
         self.assertEqual(self.jsonpath("registrypolicy/conditional",
                                        '{.status.conditions[?(@.type=="Stalled")].status}'), "")
 
+
+    def test_invalid_creation_template_is_stalled_with_the_validation_message(self):
+        # What the CRD schema cannot say: exclusion filters only with the *_WITH_EXCLUSION modes.
+        bad = {"apiVersion": "ferry.dev/v1alpha1", "kind": "RepositoryCreationTemplate", "metadata": {"name": "bad"},
+               "spec": {"registryId": "222222222222", "region": "eu-west-1", "prefix": "prod",
+                        "imageTagMutability": "IMMUTABLE",
+                        "imageTagMutabilityExclusionFilters": [{"filter": "latest"}]}}
+        expected = self.validate_output(bad)
+        self.assertIn("only allowed with imageTagMutability", expected)
+        self.apply(bad)
+        self.start_operator()
+        self.kubectl("wait", "--for=condition=Stalled", "repositorycreationtemplate/bad", "--timeout=30s")
+        self.assertEqual(self.jsonpath("repositorycreationtemplate/bad",
+                                       '{.status.conditions[?(@.type=="Stalled")].message}'), expected)
+        # The schema itself refuses a prefix outside the grammar.
+        bad["metadata"]["name"] = "worse"
+        bad["spec"]["prefix"] = "Prod"
+        res = self.kubectl("apply", "-f", "-", stdin=json.dumps(bad), check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("spec.prefix", res.stderr)
 
 class Watches(OperatorTestCase):
     # The operator talks to the API server through a TCP proxy, so a test can cut its watches.

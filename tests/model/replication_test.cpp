@@ -174,11 +174,89 @@ TEST(Replication, TagImmutability) {
   immutable.spec.image_tag_mutability = "IMMUTABLE";
   Repository mutable_repo;
   const std::string d1 = "sha256:1", d2 = "sha256:2";
-  EXPECT_TRUE(may_write_tag(nullptr, d1, d2));
-  EXPECT_TRUE(may_write_tag(&mutable_repo, d1, d2));
-  EXPECT_TRUE(may_write_tag(&immutable, "", d2));
-  EXPECT_TRUE(may_write_tag(&immutable, d2, d2));
-  EXPECT_FALSE(may_write_tag(&immutable, d1, d2));
+  EXPECT_TRUE(may_write_tag(nullptr, "v1", d1, d2));
+  EXPECT_TRUE(may_write_tag(&mutable_repo, "v1", d1, d2));
+  EXPECT_TRUE(may_write_tag(&immutable, "v1", "", d2));
+  EXPECT_TRUE(may_write_tag(&immutable, "v1", d2, d2));
+  EXPECT_FALSE(may_write_tag(&immutable, "v1", d1, d2));
+}
+
+TEST(Replication, TagImmutabilityWithExclusions) {
+  Repository imm;
+  imm.spec.image_tag_mutability = "IMMUTABLE_WITH_EXCLUSION";
+  imm.spec.image_tag_mutability_exclusion_filters = {{"latest", "WILDCARD"}, {"dev-*", "WILDCARD"}};
+  EXPECT_TRUE(tag_immutable(&imm, "v1.2"));
+  EXPECT_FALSE(tag_immutable(&imm, "latest"));
+  EXPECT_FALSE(tag_immutable(&imm, "dev-42"));
+  EXPECT_FALSE(may_write_tag(&imm, "v1.2", "sha256:1", "sha256:2"));
+  EXPECT_TRUE(may_write_tag(&imm, "latest", "sha256:1", "sha256:2"));
+  Repository mut;
+  mut.spec.image_tag_mutability = "MUTABLE_WITH_EXCLUSION";
+  mut.spec.image_tag_mutability_exclusion_filters = {{"release-*", "WILDCARD"}};
+  EXPECT_TRUE(tag_immutable(&mut, "release-1"));
+  EXPECT_FALSE(tag_immutable(&mut, "latest"));
+  EXPECT_FALSE(may_write_tag(&mut, "release-1", "sha256:1", "sha256:2"));
+  EXPECT_TRUE(may_write_tag(&mut, "nightly", "sha256:1", "sha256:2"));
+  EXPECT_FALSE(tag_immutable(&imm, ""));  // a push by digest writes no tag
+}
+
+std::string creation_template(const std::string& name, const RegistryKey& k, const std::string& prefix,
+                              const std::string& extra = "") {
+  return "---\napiVersion: ferry.dev/v1alpha1\nkind: RepositoryCreationTemplate\nmetadata: {name: " + name +
+         "}\nspec: {registryId: \"" + k.registry_id + "\", region: " + k.region + ", prefix: \"" + prefix + "\"" +
+         extra + "}\n";
+}
+
+TEST(CreationTemplate, LongestPrefixWinsRootLastOnlyForReplicationAndItsRegistry) {
+  auto resources = load(creation_template("root", kEu, "ROOT", ", imageTagMutability: IMMUTABLE") +
+                        creation_template("prod", kEu, "prod", ", encryptionConfiguration: {encryptionType: KMS, "
+                                                               "kmsKey: alias/prod}") +
+                        creation_template("prod-team", kEu, "prod/team/") +
+                        creation_template("cache", kEu, "cache", ", appliedFor: [PULL_THROUGH_CACHE]") +
+                        creation_template("west", kWest, "prod"));
+  ResourceIndex index(resources);
+  auto name_for = [&](const RegistryKey& k, std::string_view repo) {
+    const auto* t = index.creation_template(k, repo);
+    return t ? t->metadata.name : std::string("none");
+  };
+  EXPECT_EQ(name_for(kEu, "prod/team/api"), "prod-team");
+  EXPECT_EQ(name_for(kEu, "prod/app"), "prod");
+  EXPECT_EQ(name_for(kEu, "prod"), "root");         // a prefix is a namespace: "prod" covers prod/...
+  EXPECT_EQ(name_for(kEu, "production/x"), "root");
+  EXPECT_EQ(name_for(kEu, "cache/x"), "root");       // not applied for REPLICATION
+  EXPECT_EQ(name_for(kWest, "prod/app"), "west");
+  EXPECT_EQ(name_for(kWest, "other"), "none");
+  EXPECT_EQ(name_for(kSrc, "prod/app"), "none");
+
+  auto r = new_replicated_repository(kEu, "prod/app", kSrc, "2026-11-28T14:00:00Z",
+                                     index.creation_template(kEu, "prod/app"));
+  EXPECT_EQ(r.spec.encryption_type, "KMS");
+  EXPECT_EQ(r.spec.kms_key, "alias/prod");
+  EXPECT_EQ(r.spec.image_tag_mutability, "MUTABLE");
+  EXPECT_EQ(r.status.template_name, "prod");
+  auto json = boost::json::serialize(to_json(r));
+  EXPECT_THAT(json, HasSubstr("\"template\":\"prod\""));
+  auto back = parse_resource(to_json(r));
+  ASSERT_TRUE(back.resource) << (back.errors.empty() ? "" : to_string(back.errors.front()));
+  EXPECT_EQ(std::get<Repository>(*back.resource).status.template_name, "prod");
+}
+
+TEST(CreationTemplate, ExclusionFiltersAndTagsTravelIntoTheRecord) {
+  auto resources = load(creation_template("t", kEu, "ROOT",
+                                          ", imageTagMutability: IMMUTABLE_WITH_EXCLUSION, "
+                                          "imageTagMutabilityExclusionFilters: [{filter: \"latest\", filterType: "
+                                          "WILDCARD}], resourceTags: [{Key: team, Value: platform}]"));
+  ResourceIndex index(resources);
+  auto r = new_replicated_repository(kEu, "app", kSrc, "2026-11-28T14:00:00Z", index.creation_template(kEu, "app"));
+  EXPECT_EQ(r.spec.image_tag_mutability, "IMMUTABLE_WITH_EXCLUSION");
+  ASSERT_EQ(r.spec.image_tag_mutability_exclusion_filters.size(), 1u);
+  EXPECT_EQ(r.spec.resource_tags, (std::vector<ResourceTag>{{"team", "platform"}}));
+  auto back = parse_resource(to_json(r));
+  ASSERT_TRUE(back.resource);
+  const auto& again = std::get<Repository>(*back.resource);
+  EXPECT_TRUE(validate(again).empty());
+  EXPECT_TRUE(tag_immutable(&again, "v1"));
+  EXPECT_FALSE(tag_immutable(&again, "latest"));
 }
 
 }  // namespace

@@ -249,7 +249,8 @@ spec:
   encryptionConfiguration: {encryptionType: AES256, kmsKey: k}
 )"),
               ElementsAre(::testing::StartsWith("spec.repositoryName: \"../etc/passwd\" is not a repository name"),
-                          "spec.imageTagMutability: \"SOMETIMES\" must be MUTABLE or IMMUTABLE",
+                          "spec.imageTagMutability: \"SOMETIMES\" must be MUTABLE, IMMUTABLE, "
+                          "IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION",
                           "spec.encryptionConfiguration.kmsKey: only allowed with encryptionType KMS"));
 }
 
@@ -294,6 +295,87 @@ TEST(ValidateSet, SecondRegistryPolicyForOneRegistry) {
   auto problems = validate_set(set);
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_THAT(problems[0].error.message, ::testing::HasSubstr("at most one RegistryPolicy per destination registry"));
+}
+
+TEST(ValidateCreationTemplate, EveryFieldNamedByPath) {
+  EXPECT_THAT(testing::errors_of(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: RepositoryCreationTemplate
+metadata: {name: t}
+spec:
+  registryId: "22222222222"
+  region: eu-west-1
+  prefix: Prod/
+  appliedFor: [REPLICATION, REPLICATION, PUSH]
+  imageTagMutability: IMMUTABLE_WITH_EXCLUSION
+  imageTagMutabilityExclusionFilters:
+  - {filter: "a"}
+  - {filter: "b"}
+  - {filter: "c"}
+  - {filter: "d"}
+  - {filter: "e"}
+  - {filter: "latest?", filterType: PREFIX_MATCH}
+  encryptionConfiguration: {encryptionType: KMS_DSSE}
+  resourceTags: [{Key: team, Value: a}, {Key: team, Value: b}]
+  lifecyclePolicy: "{not json"
+)"),
+              ElementsAre("spec.registryId: \"22222222222\" is not a registry id; must be 12 digits",
+                          ::testing::StartsWith("spec.prefix: \"Prod/\" is neither ROOT nor a repository namespace"),
+                          "spec.appliedFor[1]: \"REPLICATION\" is given twice",
+                          "spec.appliedFor[2]: \"PUSH\" must be REPLICATION, PULL_THROUGH_CACHE or CREATE_ON_PUSH",
+                          "spec.imageTagMutabilityExclusionFilters: 6 filters, at most 5 allowed",
+                          ::testing::StartsWith("spec.imageTagMutabilityExclusionFilters[5].filter: \"latest?\" does "
+                                                "not match"),
+                          "spec.imageTagMutabilityExclusionFilters[5].filterType: \"PREFIX_MATCH\" is not supported; "
+                          "only WILDCARD",
+                          "spec.encryptionConfiguration.encryptionType: \"KMS_DSSE\" must be AES256 or KMS",
+                          "spec.resourceTags[1].Key: \"team\" is given twice",
+                          ::testing::StartsWith("spec.lifecyclePolicy: is a string but not a JSON object")));
+}
+
+TEST(ValidateCreationTemplate, ExclusionFiltersOnlyWithTheExclusionModes) {
+  const std::string head = R"(
+apiVersion: ferry.dev/v1alpha1
+kind: RepositoryCreationTemplate
+metadata: {name: t}
+spec:
+  registryId: "222222222222"
+  region: eu-west-1
+  prefix: ROOT
+)";
+  EXPECT_THAT(testing::errors_of(head + "  imageTagMutability: MUTABLE_WITH_EXCLUSION\n"),
+              ElementsAre("spec.imageTagMutabilityExclusionFilters: required with imageTagMutability "
+                          "MUTABLE_WITH_EXCLUSION: 1 to 5 filters"));
+  EXPECT_THAT(testing::errors_of(head + "  imageTagMutability: IMMUTABLE\n"
+                                        "  imageTagMutabilityExclusionFilters: [{filter: latest}]\n"),
+              ElementsAre("spec.imageTagMutabilityExclusionFilters: only allowed with imageTagMutability "
+                          "IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION"));
+  EXPECT_THAT(testing::errors_of(head + "  imageTagMutability: IMMUTABLE_WITH_EXCLUSION\n"
+                                        "  imageTagMutabilityExclusionFilters: [{filter: \"dev-*\"}]\n"
+                                        "  repositoryPolicy: {Version: \"2012-10-17\", Statement: []}\n"
+                                        "  lifecyclePolicy: '{\"rules\": []}'\n"),
+              IsEmpty());
+  EXPECT_THAT(testing::errors_of(head + "  unknownThing: 1\n"), ElementsAre("spec.unknownThing: unknown field"));
+}
+
+TEST(ValidateSet, OneTemplatePerPrefixAndRegistry) {
+  RepositoryCreationTemplate a, b, c;
+  a.metadata.name = "a";
+  b.metadata.name = "b";
+  c.metadata.name = "c";
+  a.spec.registry_id = b.spec.registry_id = c.spec.registry_id = "222222222222";
+  a.spec.region = b.spec.region = "eu-west-1";
+  c.spec.region = "eu-west-2";
+  a.spec.prefix = "prod";
+  b.spec.prefix = "prod/";
+  c.spec.prefix = "prod";
+  std::vector<Resource> set{a, b, c};
+  auto problems = validate_set(set);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].index, 1u);
+  EXPECT_EQ(to_string(problems[0].error),
+            "spec.prefix: RepositoryCreationTemplate/a already has prefix prod in 222222222222/eu-west-1; at most "
+            "one template per prefix");
 }
 
 }  // namespace
