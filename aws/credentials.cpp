@@ -41,15 +41,6 @@ Result<std::string> read_token_file(const std::string& path, std::string_view se
   return token;
 }
 
-// Servers may echo what they were sent; no secret leaves through an error message.
-void redact(Error& e, std::initializer_list<std::string_view> secrets) {
-  for (auto s : secrets) {
-    if (s.empty()) continue;
-    for (auto pos = e.message.find(s); pos != std::string::npos; pos = e.message.find(s, pos))
-      e.message.replace(pos, s.size(), "<redacted>");
-  }
-}
-
 // POSTs an STS Query-protocol form; `signer` non-null signs it. `secret` (a web identity token)
 // is redacted from errors along with the signer's secret key and session token.
 Task<Result<Credentials>> sts_call(registry::HttpClient& http, const StsOptions& sts, std::string_view operation,

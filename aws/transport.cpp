@@ -32,6 +32,14 @@ Task<Result<Response>> send(registry::HttpClient& http, registry::HttpRequest re
   co_return Response{.status = resp->status(), .body = std::move(*body)};
 }
 
+void redact(Error& e, std::initializer_list<std::string_view> secrets) {
+  for (auto s : secrets) {
+    if (s.empty()) continue;
+    for (auto pos = e.message.find(s); pos != std::string::npos; pos = e.message.find(s, pos))
+      e.message.replace(pos, s.size(), "<redacted>");
+  }
+}
+
 Error parse_json_error(int status, std::string_view body, std::string_view service, std::string_view operation) {
   Error e{.kind = ErrorKind::Service,
           .service = std::string(service),
@@ -82,8 +90,11 @@ Task<Result<json::object>> JsonClient::call(std::string_view operation, const js
   req.body = json::serialize(input);
   auto resp = co_await send(http_, std::move(req), &*creds, region_, protocol_.service, op, clock_);
   if (!resp) co_return std::unexpected(resp.error());
-  if (resp->status < 200 || resp->status >= 300)
-    co_return std::unexpected(parse_json_error(resp->status, resp->body, protocol_.service, op));
+  if (resp->status < 200 || resp->status >= 300) {
+    auto e = parse_json_error(resp->status, resp->body, protocol_.service, op);
+    redact(e, {creds->secret_access_key, creds->session_token});
+    co_return std::unexpected(std::move(e));
+  }
   boost::system::error_code ec;
   auto v = json::parse(resp->body.empty() ? std::string_view("{}") : std::string_view(resp->body), ec);
   if (ec || !v.is_object())

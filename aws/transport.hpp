@@ -32,6 +32,10 @@ Task<Result<Response>> send(registry::HttpClient& http, registry::HttpRequest re
 // status, and retryable for throttling codes and 5xx. Pure.
 Error parse_json_error(int status, std::string_view body, std::string_view service, std::string_view operation);
 
+// Replaces every occurrence of each non-empty secret in e.message with "<redacted>": servers
+// may echo what they were sent, and no key or token leaves through an error message.
+void redact(Error& e, std::initializer_list<std::string_view> secrets);
+
 struct JsonProtocol {
   std::string service;       // signing name: "ecr", "sqs"
   std::string target_prefix; // "AmazonEC2ContainerRegistry_V20150921", "AmazonSQS"

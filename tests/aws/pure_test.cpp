@@ -108,6 +108,12 @@ TEST(JsonErrors, TypeMessageStatusRetryable) {
   EXPECT_FALSE(parse_json_error(403, R"({"__type":"AccessDeniedException"})", "ecr", "X").retryable);
 }
 
+TEST(JsonErrors, RedactionRemovesEverySecret) {
+  Error e{.message = "you sent tok and tok and key"};
+  redact(e, {"tok", "", "key"});
+  EXPECT_EQ(e.message, "you sent <redacted> and <redacted> and <redacted>");
+}
+
 TEST(Ecr, AuthorizationTokenIsDecoded) {
   auto o = json::parse(R"({"authorizationData":[{"authorizationToken":"QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu",
       "expiresAt":1420070400.0,"proxyEndpoint":"https://123456789012.dkr.ecr.us-east-1.amazonaws.com"}]})").as_object();

@@ -7,6 +7,7 @@ it). moto does not check signatures: SigV4 itself is covered by the suite vector
 Run by tests/support/aws_python.sh (the venv with boto3 and moto); a missing peer fails the test.
 """
 import base64
+import datetime
 import hashlib
 import http.server
 import json
@@ -21,6 +22,10 @@ import unittest
 import urllib.request
 
 import boto3
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from unittest import mock
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
@@ -368,6 +373,149 @@ class ContainerCredentialsTest(unittest.TestCase):
         self.assertTrue(out["error"]["retryable"])
         for secret in (self.SECRET, self.TOKEN, "pod-identity-token"):
             self.assertNotIn(secret, text)
+
+
+class ScriptedAws:
+    """A strict double of an AWS JSON endpoint, for what moto cannot show: the exact wire request.
+
+    It answers only the (X-Amz-Target, expected body fields) it was given, in order, and re-checks
+    every request's SigV4 signature with botocore over the headers the request says it signed, as
+    AWS does. Anything else is recorded in `problems` and answered 500.
+    """
+
+    def __init__(self, script, secret):
+        self.script = list(script)
+        self.secret = secret
+        self.problems = []
+        self.seen = []
+        double = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                double.handle(self, body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def verify_signature(self, handler, body):
+        auth = handler.headers.get("Authorization", "")
+        try:
+            cred = auth.split("Credential=")[1].split(",")[0]
+            signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+            key, _date, region, service, _ = cred.split("/")
+        except IndexError:
+            return f"unreadable Authorization {auth!r}"
+        request = AWSRequest(method=handler.command, url=f"http://{handler.headers['Host']}{handler.path}", data=body)
+        for name in signed:
+            for value in handler.headers.get_all(name, []):
+                request.headers[name] = value
+        amz_date = handler.headers["X-Amz-Date"]
+        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
+        signer = botocore.auth.SigV4Auth(Credentials(key, self.secret, handler.headers.get("X-Amz-Security-Token")),
+                                         service, region)
+        with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
+            signer.add_auth(request)
+        if request.headers["Authorization"] != auth:
+            return f"signature differs: got {auth!r}, botocore {request.headers['Authorization']!r}"
+        return None
+
+    def handle(self, handler, body):
+        target = handler.headers.get("X-Amz-Target", "")
+        self.seen.append((target, handler.headers.get("Content-Type"), json.loads(body or b"{}")))
+        problem = self.verify_signature(handler, body)
+        if not self.script:
+            problem = problem or f"unexpected request {target}"
+        else:
+            want_target, want_fields, status, answer = self.script.pop(0)
+            if target != want_target:
+                problem = problem or f"expected {want_target}, got {target}"
+            for k, v in want_fields.items():
+                if json.loads(body).get(k) != v:
+                    problem = problem or f"{target}: {k}={json.loads(body).get(k)!r}, expected {v!r}"
+        if problem:
+            self.problems.append(problem)
+            status, answer = 500, {"__type": "TestDoubleRefused", "message": problem}
+        data = json.dumps(answer).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/x-amz-json-1.1")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SignedWireTest(unittest.TestCase):
+    ENV = dict(KEYS, AWS_SESSION_TOKEN="session/token+==")
+    ECR = "AmazonEC2ContainerRegistry_V20150921."
+
+    def scripted(self, script):
+        double = ScriptedAws(script, self.ENV["AWS_SECRET_ACCESS_KEY"])
+        self.addCleanup(double.stop)
+        return double
+
+    def test_describe_repositories_follows_next_token(self):
+        double = self.scripted([
+            (self.ECR + "DescribeRepositories", {}, 200, {"repositories": [{"repositoryName": "a"}], "nextToken": "t1"}),
+            (self.ECR + "DescribeRepositories", {"nextToken": "t1"}, 200, {"repositories": [{"repositoryName": "b"}]}),
+        ])
+        _, out = probe("describe-repositories", env=self.ENV, endpoint=double.url)
+        self.assertEqual([r["name"] for r in out["repositories"]], ["a", "b"])
+        self.assertEqual(double.problems, [])
+        self.assertEqual({ct for _, ct, _ in double.seen}, {"application/x-amz-json-1.1"})
+
+    def test_describe_images_follows_next_token(self):
+        double = self.scripted([
+            (self.ECR + "DescribeImages", {"repositoryName": "app"}, 200,
+             {"imageDetails": [{"imageDigest": "sha256:1", "imagePushedAt": 1767323045.0}], "nextToken": "n"}),
+            (self.ECR + "DescribeImages", {"repositoryName": "app", "nextToken": "n"}, 200,
+             {"imageDetails": [{"imageDigest": "sha256:2", "imageTags": ["v2"], "imagePushedAt": 1767323046.0}]}),
+        ])
+        _, out = probe("describe-images", "app", env=self.ENV, endpoint=double.url)
+        self.assertEqual([(i["digest"], i["pushedAt"]) for i in out["images"]],
+                         [("sha256:1", 1767323045.0), ("sha256:2", 1767323046.0)])
+        self.assertEqual(double.problems, [])
+
+    def test_throttling_and_5xx_are_retryable_access_denied_is_not(self):
+        for status, answer, retryable in [
+                (400, {"__type": "ThrottlingException", "message": "Rate exceeded"}, True),
+                (503, {"__type": "ServerException", "message": "try later"}, True),
+                (400, {"__type": "AccessDeniedException", "Message": "not allowed to ecr:CreateRepository"}, False),
+                (400, {"__type": "KmsException", "message": "key disabled", "kmsError": "DisabledException"}, False),
+                (400, {"__type": "InvalidParameterException",
+                       "message": f"echo {self.ENV['AWS_SESSION_TOKEN']}"}, False)]:
+            double = self.scripted([(self.ECR + "CreateRepository", {"repositoryName": "x"}, status, answer)])
+            code, out = probe("create-repository", "x", env=self.ENV, endpoint=double.url, expect_ok=False)
+            self.assertEqual(code, 1)
+            self.assertEqual(double.problems, [])
+            self.assertEqual((out["error"]["code"], out["error"]["http_status"], out["error"]["retryable"]),
+                             (answer["__type"], status, retryable))
+            message = (answer.get("message") or answer.get("Message")).replace(self.ENV["AWS_SESSION_TOKEN"], "<redacted>")
+            self.assertIn(message, out["error"]["text"])
+            self.assertNotIn(self.ENV["AWS_SECRET_ACCESS_KEY"], json.dumps(out))
+            self.assertNotIn(self.ENV["AWS_SESSION_TOKEN"], json.dumps(out))
+
+    def test_sqs_receive_is_a_signed_json_1_0_long_poll(self):
+        double = self.scripted([
+            ("AmazonSQS.ReceiveMessage", {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "WaitTimeSeconds": 20,
+                                          "MaxNumberOfMessages": 10}, 200,
+             {"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Body": "{}"}]}),
+            ("AmazonSQS.DeleteMessage", {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "ReceiptHandle": "r"},
+             200, {}),
+        ])
+        _, out = probe("receive", "https://sqs.us-east-1.amazonaws.com/1/q", "--wait", "20", env=self.ENV,
+                       endpoint=double.url)
+        self.assertEqual(out["messages"][0]["receipt"], "r")
+        probe("delete", "https://sqs.us-east-1.amazonaws.com/1/q", "r", env=self.ENV, endpoint=double.url)
+        self.assertEqual(double.problems, [])
+        self.assertEqual({ct for _, ct, _ in double.seen}, {"application/x-amz-json-1.0"})
 
 
 if __name__ == "__main__":
