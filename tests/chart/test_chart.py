@@ -47,7 +47,8 @@ GEN_CRDS = ROOT / "scripts" / "gen-chart-crds.py"
 CRD_DIR = ROOT / "crds"
 THIRD_PARTY_CRDS = pathlib.Path(__file__).resolve().parent / "third-party-crds.yaml"
 FERRY = os.environ.get("FERRY_BINARY", str(ROOT / "build" / "operator" / "ferry"))
-FERRY_KINDS = ["registries", "replicationconfigs", "registrypolicies", "repositories", "imagereplications"]
+FERRY_KINDS = ["registries", "replicationconfigs", "registrypolicies", "repositories", "imagereplications",
+               "repositorycreationtemplates", "replicationbackfills"]
 CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"
 SA_USER = f"system:serviceaccount:{NS}:ferry"
 
@@ -567,7 +568,8 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(hook["rules"], [{"apiGroups": ["ferry.dev"], "apiVersions": ["v1alpha1"],
                                           "operations": ["CREATE", "UPDATE"],
                                           "resources": ["registries", "replicationconfigs", "registrypolicies",
-                                                        "repositories"], "scope": "Cluster"}])
+                                                        "repositories", "repositorycreationtemplates",
+                                                        "replicationbackfills"], "scope": "Cluster"}])
         svc = one(docs, "Service", "ferry-webhook")
         self.assertEqual(svc["spec"]["ports"], [{"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}])
         self.assertEqual(svc["spec"]["selector"], one(docs, "Deployment")["spec"]["selector"]["matchLabels"])
@@ -793,7 +795,7 @@ class ReleaseTest(ClusterTestCase):
         self.helm("uninstall", "second", "-n", NS)
         self.assertFalse(self.exists("deployment", "second-ferry", "-n", NS))
         self.assertEqual(len(self.kubectl("get", "crd", "-l", "app.kubernetes.io/part-of=ferry", "-o", "name")
-                             .stdout.split()), 5, "uninstalling the second release left the first one's CRDs alone")
+                             .stdout.split()), len(FERRY_KINDS), "uninstalling the second release left the first one's CRDs alone")
 
         # Upgrade with a values change: the stored Deployment follows; the Role is updated in place.
         before = self.get("deployment", "ferry", "-n", NS)
