@@ -208,4 +208,20 @@ Task<Result<void>> EcrClient::put_lifecycle_policy(std::string repository, std::
                          json::object{{"repositoryName", repository}, {"lifecyclePolicyText", policy_json}}, true);
 }
 
+AuthorizationTokenCache::AuthorizationTokenCache(Fetch fetch, Clock clock, std::chrono::seconds margin)
+    : fetch_(std::move(fetch)),
+      clock_(clock ? std::move(clock) : Clock([] { return std::chrono::system_clock::now(); })),
+      margin_(margin) {}
+
+AuthorizationTokenCache::AuthorizationTokenCache(EcrClient& ecr, Clock clock, std::chrono::seconds margin)
+    : AuthorizationTokenCache([&ecr] { return ecr.get_authorization_token(); }, std::move(clock), margin) {}
+
+Task<Result<AuthorizationToken>> AuthorizationTokenCache::get() {
+  if (cached_ && cached_->expires_at && clock_() + margin_ < *cached_->expires_at) co_return *cached_;
+  auto fresh = co_await fetch_();
+  if (!fresh) co_return std::unexpected(fresh.error());
+  cached_ = *fresh;
+  co_return *fresh;
+}
+
 }  // namespace ferry::aws

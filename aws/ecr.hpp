@@ -4,6 +4,7 @@
 
 #include <boost/json/object.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -98,6 +99,24 @@ class EcrClient {
   Task<Result<void>> call_for_effect(std::string_view operation, boost::json::object in, bool with_registry_id);
   JsonClient json_;
   std::string registry_id_;
+};
+
+// The data plane's Basic credentials, fetched again `margin` before the token's expiresAt (ECR
+// tokens last 12 h) and after invalidate() (call it on a 401 from the registry). A token without
+// expiresAt, or one already expired when issued (moto's), is used for one get() only.
+class AuthorizationTokenCache {
+ public:
+  using Fetch = std::function<Task<Result<AuthorizationToken>>()>;
+  explicit AuthorizationTokenCache(Fetch fetch, Clock clock = {}, std::chrono::seconds margin = std::chrono::minutes(30));
+  explicit AuthorizationTokenCache(EcrClient& ecr, Clock clock = {}, std::chrono::seconds margin = std::chrono::minutes(30));
+  Task<Result<AuthorizationToken>> get();
+  void invalidate() { cached_.reset(); }
+
+ private:
+  Fetch fetch_;
+  Clock clock_;
+  std::chrono::seconds margin_;
+  std::optional<AuthorizationToken> cached_;
 };
 
 }  // namespace ferry::aws

@@ -203,6 +203,29 @@ TEST(CachingProvider, LongTermCredentialsAreFetchedOnce) {
   EXPECT_EQ(inner->calls, 1);
 }
 
+TEST(AuthorizationTokenCache, RefetchesBeforeExpiryAndAfterInvalidate) {
+  auto now = std::chrono::sys_days{std::chrono::year{2026} / 12 / 1} + 0s;
+  int calls = 0;
+  std::optional<std::chrono::system_clock::time_point> expires = now + 12h;
+  AuthorizationTokenCache cache(
+      [&]() -> registry::Task<Result<AuthorizationToken>> {
+        ++calls;
+        co_return AuthorizationToken{.username = "AWS", .password = "p" + std::to_string(calls), .expires_at = expires};
+      },
+      [&] { return std::chrono::system_clock::time_point(now); });
+  EXPECT_EQ(run(cache.get())->password, "p1");
+  now += 11h;
+  EXPECT_EQ(run(cache.get())->password, "p1");
+  now += 31min;  // within 30 minutes of expiry
+  EXPECT_EQ(run(cache.get())->password, "p2");
+  cache.invalidate();  // a 401 from the registry
+  EXPECT_EQ(run(cache.get())->password, "p3");
+  expires = now - 1h;  // already expired when issued (as moto's): fetched on every get
+  cache.invalidate();
+  run(cache.get());
+  EXPECT_EQ(run(cache.get())->password, "p5");
+}
+
 TEST(Providers, EnvironmentAndChainSelection) {
   std::map<std::string, std::string> vars{{"AWS_ACCESS_KEY_ID", "AKID"}, {"AWS_SECRET_ACCESS_KEY", "SECRET"},
                                           {"AWS_SESSION_TOKEN", "TOKEN"}};
