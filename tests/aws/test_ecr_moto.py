@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -425,9 +426,17 @@ class ScriptedAws:
         return None
 
     def handle(self, handler, body):
-        target = handler.headers.get("X-Amz-Target", "")
-        self.seen.append((target, handler.headers.get("Content-Type"), json.loads(body or b"{}")))
-        problem = self.verify_signature(handler, body)
+        if handler.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            # STS's Query protocol: the Action names the call, the answer is XML.
+            fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(), keep_blank_values=True).items()}
+            target = fields.get("Action", "")
+        else:
+            fields = json.loads(body or b"{}")
+            target = handler.headers.get("X-Amz-Target", "")
+        self.seen.append((target, handler.headers.get("Content-Type"), fields))
+        problem = self.verify_signature(handler, body) if handler.headers.get("Authorization") else None
+        if problem is None and not handler.headers.get("Authorization") and target != "AssumeRoleWithWebIdentity":
+            problem = f"{target} is not signed"
         if not self.script:
             problem = problem or f"unexpected request {target}"
         else:
@@ -435,14 +444,14 @@ class ScriptedAws:
             if target != want_target:
                 problem = problem or f"expected {want_target}, got {target}"
             for k, v in want_fields.items():
-                if json.loads(body).get(k) != v:
-                    problem = problem or f"{target}: {k}={json.loads(body).get(k)!r}, expected {v!r}"
+                if fields.get(k) != v:
+                    problem = problem or f"{target}: {k}={fields.get(k)!r}, expected {v!r}"
         if problem:
             self.problems.append(problem)
             status, answer = 500, {"__type": "TestDoubleRefused", "message": problem}
-        data = json.dumps(answer).encode()
+        data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/x-amz-json-1.1")
+        handler.send_header("Content-Type", "text/xml" if isinstance(answer, str) else "application/x-amz-json-1.1")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
@@ -501,6 +510,36 @@ class SignedWireTest(unittest.TestCase):
             self.assertIn(message, out["error"]["text"])
             self.assertNotIn(self.ENV["AWS_SECRET_ACCESS_KEY"], json.dumps(out))
             self.assertNotIn(self.ENV["AWS_SESSION_TOKEN"], json.dumps(out))
+
+    def test_assume_role_is_signed_for_sts_with_the_secrets_keys(self):
+        xml = ("<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE</AccessKeyId>"
+               "<SecretAccessKey>role-secret</SecretAccessKey><SessionToken>role-token</SessionToken>"
+               "<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>")
+        double = self.scripted([("AssumeRole", {"RoleArn": "arn:aws:iam::222222222222:role/replicator",
+                                                "Version": "2011-06-15"}, 200, xml)])
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump({"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                       "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"],
+                       "role_arn": "arn:aws:iam::222222222222:role/replicator"}, f)
+            f.flush()
+            _, out = probe("--secret", f.name, "credentials", env={}, sts=double.url)
+        self.assertEqual(double.problems, [])
+        self.assertEqual((out["access_key_id"], out["session_token"]), ("ASIAROLE", "role-token"))
+        self.assertTrue(double.seen[0][2]["RoleSessionName"].startswith("ferry-"))
+
+    def test_sts_error_is_parsed_and_redacted(self):
+        xml = ("<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to "
+               f"sts:AssumeRole; signed with {KEYS['AWS_SECRET_ACCESS_KEY']}</Message></Error></ErrorResponse>")
+        double = self.scripted([("AssumeRole", {}, 403, xml)])
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump({"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                       "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"], "role_arn": "arn:aws:iam::2:role/r"}, f)
+            f.flush()
+            code, out = probe("--secret", f.name, "credentials", env={}, sts=double.url, expect_ok=False)
+        self.assertEqual(code, 1)
+        self.assertEqual((out["error"]["code"], out["error"]["http_status"]), ("AccessDenied", 403))
+        self.assertIn("not authorized to sts:AssumeRole", out["error"]["text"])
+        self.assertNotIn(KEYS["AWS_SECRET_ACCESS_KEY"], json.dumps(out))
 
     def test_sqs_receive_is_a_signed_json_1_0_long_poll(self):
         double = self.scripted([
