@@ -17,6 +17,7 @@
 #include <boost/url/parse.hpp>
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <expected>
 #include <mutex>
 #include <optional>
@@ -24,6 +25,8 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "aws/credentials.hpp"
+#include "aws/ecr.hpp"
 #include "reconcilers/model/backfill.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/events.hpp"
@@ -131,6 +134,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   asio::io_context& io;
   store::RecordStore& state;
   EngineOptions opts;
+  // AWS APIs (ECR, STS, container credentials) share one client on the engine's executor.
+  std::unique_ptr<registry::HttpClient> aws_http =
+      std::make_unique<registry::HttpClient>(io.get_executor(), registry::TlsOptions{});
 
   std::vector<model::Resource> resources;
   model::ResourceIndex index;
@@ -209,7 +215,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       }
       e.config.tls.ca_pems.push_back(std::move(*ca));
     }
-    if (r.spec.credentials_secret_ref) {
+    if (r.spec.credentials_secret_ref && r.spec.type != model::RegistryType::Ecr) {  // ECR: a token (rebuild_copier)
       const auto& ref = *r.spec.credentials_secret_ref;
       const model::Secret* s = index.secret(ref);
       if (!s) {
@@ -230,25 +236,16 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   void set_resources(std::vector<model::Resource> next) {
     resources = std::move(next);
     index = model::ResourceIndex(resources);
+    update_ecr_registries();
     endpoints.clear();
-    std::map<std::string, registry::RegistryConfig> by_host;
     for (const auto& r : index.registries()) {
       auto e = endpoint_for(r);
       if (!e.error.empty()) {
         spdlog::error("msg=\"registry unusable\" registry={} error=\"{}\"", r.metadata.name, e.error);
       }
-      by_host[e.host] = e.config;
       endpoints[key_text(r.key())] = std::move(e);
     }
-    copier = std::make_shared<registry::Copier>(
-        io.get_executor(),
-        [by_host](const std::string& host, registry::Side) {
-          auto it = by_host.find(host);
-          if (it != by_host.end()) return it->second;
-          registry::RegistryConfig c;
-          c.host = host;
-          return c;
-        });
+    rebuild_copier();
     update_effective_times();
     restart_polling();
     update_backfills();
@@ -434,7 +431,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const auto pushed = model::parse_rfc3339(push.timestamp);
     std::erase_if(dests, [&](const RegistryKey& d) {
       auto since = model::parse_rfc3339(effective_since(src, d));
-      return pushed && since && *pushed < *since;  // S3: before this destination applied
+      if (!pushed || !since) return false;
+      // A push time in whole seconds (ECR's imagePushedAt as some APIs give it) is compared in
+      // whole seconds: a push in the second the destination started to apply counts as after.
+      if (std::chrono::floor<std::chrono::seconds>(*pushed) == *pushed) {
+        return *pushed < std::chrono::floor<std::chrono::seconds>(*since);
+      }
+      return *pushed < *since;  // S3: before this destination applied
     });
     // The baseline learns a tag only once its push is decided: a push whose record could not be
     // written is seen again by the next poll.
@@ -636,9 +639,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       // so nothing an earlier, failed attempt left widens what the policy grants (SPEC §6).
       bool exists = true;
       if (dst_ep_opt && dst_ep_opt->error.empty() && model::region_enabled(index, dest)) {
-        auto e = co_await repository_exists(*copier_now, *dst_ep_opt, src.repository_name);
+        auto e = co_await destination_has_repository(*copier_now, *dst_ep_opt, dest, src.repository_name);
         if (!e) {
-          co_await retry_or_fail(name, dest, e.error().to_string());
+          co_await retry_or_fail(name, dest, e.error());
           co_return;
         }
         exists = *e;
@@ -670,12 +673,39 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const Endpoint src_ep_v = *src_ep;
     const Endpoint dst_ep = *dst_ep_opt;
 
+    // ECR on either side: fresh data-plane tokens first (SPEC §7).
+    for (const auto& k : {src_key, dest}) {
+      auto ready = co_await ecr_ready(k);
+      if (!ready) {
+        co_await retry_or_fail(name, dest, "ECR registry " + key_text(k) + ": " + ready.error());
+        co_return;
+      }
+    }
+    copier_now = copier;
+    // An ECR destination: the repository as ECR has it, created first when absent (ECR does not
+    // create repositories on push); S13 follows ECR's own mutability setting.
+    const bool dest_ecr = ecr_of(dest) != nullptr;
+    std::optional<model::Repository> ecr_settings;
+    if (dest_ecr) {
+      auto d = co_await ecr_destination(dest, src);
+      if (!d) {
+        co_await retry_or_fail(name, dest, "ECR registry " + key_text(dest) + ": " + d.error());
+        co_return;
+      }
+      if (!d->denied_code.empty()) {
+        finish(name, dest, model::kFailed, d->denied_code, d->denied_message, false);
+        co_return;
+      }
+      ecr_settings = std::move(d->settings);
+    }
+
     // S13: an immutable tag at the destination (IMMUTABLE, or the *_WITH_EXCLUSION modes of S16)
     // keeps its digest; the image goes over by digest.
     bool write_tag = !src.image_tag.empty();
     std::string note;
     if (write_tag) {
-      const model::Repository* settings = repository_settings(dest, src.repository_name);
+      const model::Repository* settings =
+          ecr_settings ? &*ecr_settings : repository_settings(dest, src.repository_name);
       if (model::tag_immutable(settings, src.image_tag)) {
         auto head = co_await copier_now->client(dst_ep.host, registry::Side::Destination)
                         .head_manifest(src.repository_name, src.image_tag);
@@ -697,7 +727,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     // the first manifest is written there; a copy that fails before leaves none behind. Resumed
     // after a restart, the destination says whether this copy still creates it.
     bool record_repository = false;
-    if (!repository_settings(dest, src.repository_name)) {
+    if (!dest_ecr && !repository_settings(dest, src.repository_name)) {
       if (creating_repository.contains(work_key)) {
         record_repository = true;
       } else {
@@ -745,6 +775,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const auto after = copier_now->stats().bytes_copied;
     if (after > before) bytes.Increment(static_cast<double>(after - before));
     if (!result) {
+      if (result.error().http_status == 401 || result.error().kind == registry::ErrorKind::Unauthorized) {
+        ecr_unauthorized(result.error().at_source ? src_key : dest);
+      }
       if (auto permanent = permanent_source_failure(result.error(), src, src_ep_v.host)) {
         finish(name, dest, model::kFailed, std::move(permanent->first), std::move(permanent->second), false);
         co_return;
@@ -827,38 +860,55 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     const Endpoint ep = ep_it->second;
     auto copier_now = copier;
     const auto began = std::chrono::steady_clock::now();
-    auto& client = copier_now->client(ep.host, registry::Side::Source);
-    auto repos = co_await client.catalog(1000);
-    if (!repos) {
-      spdlog::warn("msg=\"poll failed\" registry={} error=\"{}\"", key_text(reg), repos.error().to_string());
-      co_return;
-    }
-    // Tags of every repository, then each tag's digest: HEADs in parallel (loopback registries
-    // answer a HEAD in milliseconds, so a sequential scan of 10,000 tags would take half a minute).
-    std::vector<std::vector<std::string>> tag_lists(repos->size());
-    co_await for_each_bounded(repos->size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
-      auto tags = co_await client.tags((*repos)[i], 1000);
-      if (tags) tag_lists[i] = std::move(*tags);  // else deleted meanwhile, or no tags yet
-    });
     std::vector<model::PushEvent> found;
-    std::size_t seen = 0;
-    for (std::size_t i = 0; i < repos->size(); ++i) {
-      for (auto& tag : tag_lists[i]) {
+    std::size_t repositories = 0, seen = 0;
+    if (ecr_of(reg)) {
+      // ECR has no _catalog: DescribeRepositories and DescribeImages, with ECR's push times.
+      std::set<std::string> names;
+      auto listed = co_await list_ecr_images(reg, {});
+      if (!listed) {
+        spdlog::warn("msg=\"poll failed\" registry={} error=\"{}\"", key_text(reg), listed.error());
+        co_return;
+      }
+      for (auto& e : *listed) {
         if (++seen > opts.max_known_tags_per_registry) break;
-        model::PushEvent e;
-        e.repository = (*repos)[i];
-        e.tag = std::move(tag);
+        names.insert(e.repository);
         found.push_back(std::move(e));
       }
-    }
-    co_await for_each_bounded(found.size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
-      auto head = co_await client.head_manifest(found[i].repository, found[i].tag);
-      if (head && *head) {
-        found[i].digest = (*head)->digest;
-        found[i].media_type = (*head)->media_type;
+      repositories = names.size();
+    } else {
+      auto& client = copier_now->client(ep.host, registry::Side::Source);
+      auto repos = co_await client.catalog(1000);
+      if (!repos) {
+        spdlog::warn("msg=\"poll failed\" registry={} error=\"{}\"", key_text(reg), repos.error().to_string());
+        co_return;
       }
-    });
-    std::erase_if(found, [](const model::PushEvent& e) { return e.digest.empty(); });
+      repositories = repos->size();
+      // Tags of every repository, then each tag's digest: HEADs in parallel (loopback registries
+      // answer a HEAD in milliseconds, so a sequential scan of 10,000 tags would take half a minute).
+      std::vector<std::vector<std::string>> tag_lists(repos->size());
+      co_await for_each_bounded(repos->size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
+        auto tags = co_await client.tags((*repos)[i], 1000);
+        if (tags) tag_lists[i] = std::move(*tags);  // else deleted meanwhile, or no tags yet
+      });
+      for (std::size_t i = 0; i < repos->size(); ++i) {
+        for (auto& tag : tag_lists[i]) {
+          if (++seen > opts.max_known_tags_per_registry) break;
+          model::PushEvent e;
+          e.repository = (*repos)[i];
+          e.tag = std::move(tag);
+          found.push_back(std::move(e));
+        }
+      }
+      co_await for_each_bounded(found.size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
+        auto head = co_await client.head_manifest(found[i].repository, found[i].tag);
+        if (head && *head) {
+          found[i].digest = (*head)->digest;
+          found[i].media_type = (*head)->media_type;
+        }
+      });
+      std::erase_if(found, [](const model::PushEvent& e) { return e.digest.empty(); });
+    }
     if (seen > opts.max_known_tags_per_registry) {
       spdlog::warn("msg=\"poll baseline bound reached; tags beyond it are not watched\" registry={} bound={}",
                    key_text(reg), opts.max_known_tags_per_registry);
@@ -889,7 +939,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         if (t != r->second.end() && t->second == e.digest) continue;
       }
       e.id = "poll-" + now;
-      e.timestamp = now;
+      if (e.timestamp.empty()) e.timestamp = now;  // ECR's imagePushedAt where it has one
       ++new_pushes;
       if (auto res = handle_push(reg, e, "poll"); !res) {
         spdlog::error("msg=\"cannot record polled push\" registry={} repository={} error=\"{}\"", key_text(reg),
@@ -898,8 +948,278 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     }
     save_known(reg);
     spdlog::info("msg=\"poll complete\" registry={} repositories={} tags={} new={} seconds={:.3f}", key_text(reg),
-                 repos->size(), found.size(), new_pushes,
+                 repositories, found.size(), new_pushes,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+  }
+
+  // ---- Amazon ECR registries (SPEC §7) -------------------------------------------------
+  //
+  // A `type: ecr` Registry is reached in two ways: its OCI data plane (the copier, with Basic
+  // credentials from GetAuthorizationToken, cached until 5 minutes before they expire and
+  // dropped on a 401), and its API (SigV4-signed with the credentials of its Secret or of the
+  // default chain) for what a plain registry cannot say: whether a repository exists, its tag
+  // mutability, creating it, and listing images (ECR has no _catalog).
+
+  struct Ecr {
+    std::shared_ptr<aws::CredentialsProvider> creds;
+    std::shared_ptr<aws::EcrClient> api;
+    std::string error;      // why it cannot be used (e.g. no credentials)
+    std::string signature;  // what it was built from: a token survives reloads while this holds
+    std::optional<aws::AuthorizationToken> token;
+  };
+  std::map<std::string, std::shared_ptr<Ecr>> ecr;  // by registry key text
+
+  std::shared_ptr<Ecr> ecr_of(const RegistryKey& k) const {
+    auto it = ecr.find(key_text(k));
+    return it == ecr.end() ? nullptr : it->second;
+  }
+
+  void update_ecr_registries() {
+    std::map<std::string, std::shared_ptr<Ecr>> next;
+    for (const auto& r : index.registries()) {
+      if (r.spec.type != model::RegistryType::Ecr) continue;
+      const std::string k = key_text(r.key());
+      const model::Secret* secret = r.spec.credentials_secret_ref ? index.secret(*r.spec.credentials_secret_ref) : nullptr;
+      std::string sig = r.spec.endpoint + "|" + r.spec.ecr_api_endpoint + "|" + r.spec.sts_endpoint;
+      if (secret) {
+        for (const auto& [key, value] : secret->data) sig += "|" + key + "=" + model::sha256_hex(value);
+      }
+      if (auto old = ecr.find(k); old != ecr.end() && old->second->signature == sig) {
+        next[k] = old->second;
+        continue;
+      }
+      auto e = std::make_shared<Ecr>();
+      e->signature = sig;
+      const aws::StsOptions sts{r.spec.region, r.spec.sts_endpoint};
+      aws::Result<std::shared_ptr<aws::CredentialsProvider>> creds =
+          std::unexpected(aws::Error{.kind = aws::ErrorKind::Credentials});
+      if (r.spec.credentials_secret_ref && !secret) {
+        e->error = "credentials Secret " + r.spec.credentials_secret_ref->namespace_ + "/" +
+                   r.spec.credentials_secret_ref->name + " not found";
+      } else {
+        creds = secret ? aws::from_secret(secret->data, *aws_http, sts)
+                       : aws::default_chain(*aws_http, aws::process_environment(), sts);
+        if (!creds) e->error = "AWS credentials for " + k + ": " + creds.error().to_string();
+      }
+      if (e->error.empty()) {
+        e->creds = *creds;
+        e->api = std::make_shared<aws::EcrClient>(
+            *aws_http, e->creds, aws::EcrOptions{r.spec.region, r.spec.ecr_api_endpoint, r.spec.registry_id});
+        spdlog::info("msg=\"ECR registry\" registry={} api={} credentials={}", k, e->api->endpoint(), e->creds->name());
+      } else {
+        spdlog::error("msg=\"ECR registry unusable\" registry={} error=\"{}\"", k, e->error);
+      }
+      next[k] = std::move(e);
+    }
+    ecr = std::move(next);
+  }
+
+  // The copier sees every registry's connection settings, ECR tokens included; rebuilt when
+  // the resources or a token change (copies in flight keep the copier they started with).
+  void rebuild_copier() {
+    std::map<std::string, registry::RegistryConfig> by_host;
+    for (const auto& [k, e] : endpoints) {
+      auto config = e.config;
+      if (auto it = ecr.find(k); it != ecr.end() && it->second->token) {
+        config.credentials.username = it->second->token->username;
+        config.credentials.password = it->second->token->password;
+      }
+      by_host[e.host] = std::move(config);
+    }
+    copier = std::make_shared<registry::Copier>(io.get_executor(), [by_host](const std::string& host, registry::Side) {
+      auto it = by_host.find(host);
+      if (it != by_host.end()) return it->second;
+      registry::RegistryConfig c;
+      c.host = host;
+      return c;
+    });
+  }
+
+  // Makes sure an ECR registry's data-plane token is fresh; nothing to do for other registries.
+  asio::awaitable<std::expected<void, std::string>> ecr_ready(RegistryKey k) {
+    auto self = shared_from_this();
+    auto e = ecr_of(k);
+    if (!e) co_return std::expected<void, std::string>{};
+    if (!e->error.empty()) co_return std::unexpected(e->error);
+    const auto now = std::chrono::system_clock::now();
+    if (e->token && (!e->token->expires_at || *e->token->expires_at - now > std::chrono::minutes(5))) {
+      co_return std::expected<void, std::string>{};
+    }
+    auto token = co_await e->api->get_authorization_token();
+    if (!token) co_return std::unexpected(token.error().to_string());
+    e->token = std::move(*token);
+    spdlog::info("msg=\"ECR authorization token obtained\" registry={}", key_text(k));
+    if (ecr_of(k) == e) rebuild_copier();
+    co_return std::expected<void, std::string>{};
+  }
+
+  // A 401 from an ECR data plane: the token is dropped, the next attempt asks for a new one.
+  void ecr_unauthorized(const RegistryKey& k) {
+    if (auto e = ecr_of(k); e && e->token) {
+      e->token.reset();
+      spdlog::warn("msg=\"ECR token refused; a new one is asked for\" registry={}", key_text(k));
+    }
+  }
+
+  // ECR's view of a repository as a Repository: mutability, exclusion filters, scanning, encryption.
+  static model::Repository repository_from_ecr(const RegistryKey& dest, const aws::Repository& r) {
+    model::Repository out;
+    out.metadata.name = model::repository_record_name(dest, r.name);
+    out.spec.registry_id = dest.registry_id;
+    out.spec.region = dest.region;
+    out.spec.repository_name = r.name;
+    out.spec.image_tag_mutability = r.image_tag_mutability.empty() ? "MUTABLE" : r.image_tag_mutability;
+    for (const auto& f : r.exclusion_filters) {
+      out.spec.image_tag_mutability_exclusion_filters.push_back({f.filter, f.filter_type});
+    }
+    out.spec.scan_on_push = r.scan_on_push;
+    out.spec.encryption_type = r.encryption_type.empty() ? "AES256" : r.encryption_type;
+    out.spec.kms_key = r.kms_key;
+    return out;
+  }
+
+  // Whether the destination has the repository: the ECR API for ECR, the tag list otherwise.
+  asio::awaitable<std::expected<bool, std::string>> destination_has_repository(registry::Copier& c, const Endpoint& ep,
+                                                                               RegistryKey dest, std::string repo) {
+    auto self = shared_from_this();
+    if (auto e = ecr_of(dest)) {
+      if (!e->error.empty()) co_return std::unexpected(e->error);
+      auto r = co_await e->api->describe_repository(repo);
+      if (!r) co_return std::unexpected(r.error().to_string());
+      co_return r->has_value();
+    }
+    auto exists = co_await repository_exists(c, ep, repo);
+    if (!exists) co_return std::unexpected(exists.error().to_string());
+    co_return *exists;
+  }
+
+  // The destination ECR repository before a copy: described, or created (S12, S16) when absent
+  // and the policy allows it; its settings as ECR reports them. A repository Ferry creates gets
+  // its Repository record, mirroring ECR, at once (it exists from CreateRepository on).
+  struct EcrDestination {
+    std::optional<model::Repository> settings;
+    std::string denied_code, denied_message;  // set: not allowed to create it
+  };
+  asio::awaitable<std::expected<EcrDestination, std::string>> ecr_destination(RegistryKey dest, model::ImageSource src) {
+    auto self = shared_from_this();
+    auto e = ecr_of(dest);
+    if (!e || !e->error.empty()) co_return std::unexpected(e ? e->error : "not an ECR registry");
+    const RegistryKey src_key{src.registry_id, src.region};
+    const std::string& repo = src.repository_name;
+    auto described = co_await e->api->describe_repository(repo);
+    if (!described) co_return std::unexpected(described.error().to_string());
+    EcrDestination out;
+    if (*described) {
+      out.settings = repository_from_ecr(dest, **described);
+      co_return out;
+    }
+    // Absent: creating it needs ecr:CreateRepository (S2), decided on the policy as it is now.
+    auto auth = model::authorize(index, src_key, dest, repo, false);
+    if (!auth.allowed) {
+      out.denied_code = auth.failure_code;
+      out.denied_message = auth.message;
+      co_return out;
+    }
+    const model::RepositoryCreationTemplate* shape = index.creation_template(dest, repo);
+    aws::CreateRepositoryInput in;
+    in.name = repo;
+    if (shape) {
+      in.image_tag_mutability = shape->spec.image_tag_mutability;
+      for (const auto& f : shape->spec.image_tag_mutability_exclusion_filters) {
+        in.exclusion_filters.push_back({f.filter_type, f.filter});
+      }
+      in.encryption_type = shape->spec.encryption_type;
+      in.kms_key = shape->spec.kms_key;
+      for (const auto& t : shape->spec.resource_tags) in.tags.emplace_back(t.key, t.value);
+    }
+    const std::string template_name = shape ? shape->metadata.name : "";
+    const auto repository_policy = shape ? shape->spec.repository_policy : json::value();
+    const auto lifecycle_policy = shape ? shape->spec.lifecycle_policy : json::value();
+    auto created = co_await e->api->create_repository(in);
+    aws::Repository made;
+    if (created) {
+      made = std::move(*created);
+    } else if (created.error().is("RepositoryAlreadyExistsException")) {  // created meanwhile: keep it
+      auto again = co_await e->api->describe_repository(repo);
+      if (!again || !*again) {
+        co_return std::unexpected(again ? "repository " + repo + " vanished right after it existed"
+                                        : again.error().to_string());
+      }
+      out.settings = repository_from_ecr(dest, **again);
+      co_return out;
+    } else {
+      co_return std::unexpected(created.error().to_string());
+    }
+    auto document = [](const json::value& v) { return v.is_string() ? std::string(v.as_string()) : json::serialize(v); };
+    if (!repository_policy.is_null()) {
+      if (auto w = co_await e->api->set_repository_policy(repo, document(repository_policy)); !w) {
+        co_return std::unexpected(w.error().to_string());
+      }
+    }
+    if (!lifecycle_policy.is_null()) {
+      if (auto w = co_await e->api->put_lifecycle_policy(repo, document(lifecycle_policy)); !w) {
+        co_return std::unexpected(w.error().to_string());
+      }
+    }
+    auto record = repository_from_ecr(dest, made);
+    record.metadata.generation = 1;
+    record.metadata.creation_timestamp = now_text();
+    record.spec.resource_tags.clear();
+    for (const auto& [k, v] : in.tags) record.spec.resource_tags.push_back({k, v});
+    record.status.created_by = "Replication";
+    record.status.created_at = record.metadata.creation_timestamp;
+    record.status.source_registry = src_key;
+    record.status.source_repository_name = repo;
+    record.status.template_name = template_name;
+    if (auto w = state.save(record); !w) {
+      spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"", key_text(dest), repo,
+                    w.error());
+    } else {
+      created_repositories[record.metadata.name] = record;
+    }
+    spdlog::info("msg=\"repository created\" registry={} repository={} record={} template={} via=CreateRepository",
+                 key_text(dest), repo, record.metadata.name, template_name.empty() ? "none" : template_name);
+    out.settings = std::move(record);
+    co_return out;
+  }
+
+  // Every tag of every repository of an ECR source that `wanted` accepts, from DescribeRepositories
+  // and DescribeImages (ECR has no _catalog); the push time is ECR's imagePushedAt (S3).
+  asio::awaitable<std::expected<std::vector<model::PushEvent>, std::string>> list_ecr_images(
+      RegistryKey reg, std::function<bool(const std::string&)> wanted) {
+    auto self = shared_from_this();
+    auto e = ecr_of(reg);
+    if (!e || !e->error.empty()) co_return std::unexpected(e ? e->error : "not an ECR registry");
+    auto api = e->api;
+    auto repos = co_await api->describe_repositories();
+    if (!repos) co_return std::unexpected(repos.error().to_string());
+    std::erase_if(*repos, [&](const aws::Repository& r) { return wanted && !wanted(r.name); });
+    std::vector<std::vector<aws::Image>> images(repos->size());
+    std::string failure;
+    co_await for_each_bounded(repos->size(), kPollWidth, [&](std::size_t i) -> asio::awaitable<void> {
+      auto got = co_await api->describe_images((*repos)[i].name);
+      if (got) {
+        images[i] = std::move(*got);
+      } else if (!got.error().is("RepositoryNotFoundException") && failure.empty()) {
+        failure = got.error().to_string();
+      }
+    });
+    if (!failure.empty()) co_return std::unexpected(failure);
+    std::vector<model::PushEvent> out;
+    for (std::size_t i = 0; i < repos->size(); ++i) {
+      for (const auto& img : images[i]) {
+        for (const auto& tag : img.tags) {
+          model::PushEvent p;
+          p.repository = (*repos)[i].name;
+          p.tag = tag;
+          p.digest = img.digest;
+          p.media_type = img.manifest_media_type;
+          if (img.pushed_at) p.timestamp = model::format_rfc3339(*img.pushed_at, true);
+          out.push_back(std::move(p));
+        }
+      }
+    }
+    co_return out;
   }
 
   // ---- backfill (S17) --------------------------------------------------------------
@@ -1264,6 +1584,23 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     if (ep_it == endpoints.end()) co_return std::unexpected("no Registry for the source " + key_text(object.key()));
     if (!ep_it->second.error.empty()) co_return std::unexpected(ep_it->second.error);
     const Endpoint ep = ep_it->second;
+    if (ecr_of(object.key())) {  // ECR has no _catalog: its API lists repositories and images
+      auto listed = co_await list_ecr_images(
+          object.key(), [&](const std::string& r) { return model::backfill_covers_repository(index, object, r); });
+      if (!listed) co_return std::unexpected(listed.error());
+      std::vector<BackfillItem> items;
+      for (auto& e : *listed) {
+        if (model::backfill_covers(index, object, e.repository, e.tag)) items.push_back({e.repository, e.tag, e.digest, 'p'});
+      }
+      run = find_backfill(name);
+      if (!run) co_return std::expected<void, std::string>{};
+      run->items = std::move(items);
+      run->listed = true;
+      recount(*run);
+      spdlog::info("msg=\"backfill listed\" backfill={} images={} via=DescribeImages", name, run->items.size());
+      persist_backfill(*run);
+      co_return std::expected<void, std::string>{};
+    }
     auto copier_now = copier;
     auto& client = copier_now->client(ep.host, registry::Side::Source);
     auto repos = co_await client.catalog(1000);
@@ -1320,6 +1657,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     auto ep = endpoints.find(key_text(dest));
     if (!records.contains(rec_name) && ep != endpoints.end() && ep->second.error.empty() &&
         model::region_enabled(index, dest)) {
+      if (auto ready = co_await ecr_ready(dest); !ready) co_return std::unexpected(ready.error());
+      run = find_backfill(name);
+      if (!run || i >= run->items.size()) co_return std::expected<void, std::string>{};
+      ep = endpoints.find(key_text(dest));
+      if (ep == endpoints.end()) co_return std::unexpected("no Registry for " + key_text(dest));
       auto copier_now = copier;
       // "Already there": the tag names the same digest at the destination (a digest there under
       // another tag is not: the tag is still copied, its blobs skipped by the copier).

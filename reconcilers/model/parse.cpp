@@ -442,7 +442,6 @@ Registry read_registry(ObjectReader& top, FieldErrors& errors) {
       }
     }
     if (!spec.partition_explicit) spec.partition = partition_for_region(spec.region);
-    spec.endpoint = s.str("endpoint", true).value_or("");
     if (auto t = s.str("type")) {
       if (*t == "oci") {
         spec.type = RegistryType::Oci;
@@ -451,6 +450,18 @@ Registry read_registry(ObjectReader& top, FieldErrors& errors) {
       } else {
         errors.push_back({"spec.type", "\"" + *t + "\" is not a registry type; must be oci or ecr"});
       }
+    }
+    // An ECR registry's data plane has a known address; any other registry must say where it is.
+    spec.endpoint = s.str("endpoint", spec.type != RegistryType::Ecr).value_or("");
+    if (spec.endpoint.empty() && spec.type == RegistryType::Ecr) spec.endpoint = default_ecr_endpoint(spec);
+    {
+      ObjectReader ecr(s.raw("ecr"), "spec.ecr", errors);
+      if (ecr.present() && spec.type != RegistryType::Ecr) {
+        errors.push_back({"spec.ecr", "only allowed with type: ecr"});
+      }
+      spec.ecr_api_endpoint = ecr.str("apiEndpoint").value_or("");
+      spec.ecr_events_queue_url = ecr.str("eventsQueueUrl").value_or("");
+      spec.sts_endpoint = ecr.str("stsEndpoint").value_or("");
     }
     spec.enabled = s.boolean("enabled").value_or(true);
     spec.credentials_secret_ref = read_secret_ref(s, "credentialsSecretRef", errors);

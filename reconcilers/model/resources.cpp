@@ -27,6 +27,11 @@ Partition partition_for_region(std::string_view region) {
   return Partition::Aws;
 }
 
+std::string default_ecr_endpoint(const RegistrySpec& spec) {
+  return "https://" + spec.registry_id + ".dkr.ecr." + spec.region + ".amazonaws.com" +
+         (spec.partition == Partition::AwsCn ? ".cn" : "");
+}
+
 std::string to_string(const RegistryKey& k) { return k.registry_id + "/" + k.region; }
 
 std::string_view kind_of(const Resource& r) {

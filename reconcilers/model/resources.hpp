@@ -83,7 +83,15 @@ struct RegistrySpec {
   std::optional<SecretRef> tls_ca_secret_ref;
   std::optional<SecretRef> notifications_token_secret_ref;
   std::chrono::milliseconds poll_interval{std::chrono::seconds(30)};  // 0 disables polling
+  // type: ecr (SPEC §7). The ECR API and STS endpoints default to AWS's for the region.
+  std::string ecr_api_endpoint;
+  std::string ecr_events_queue_url;
+  std::string sts_endpoint;
 };
+
+// https://<registryId>.dkr.ecr.<region>.amazonaws.com (amazonaws.com.cn in aws-cn): the data
+// plane of an ECR registry when spec.endpoint is not set.
+std::string default_ecr_endpoint(const RegistrySpec& spec);
 
 struct RegistryStatus : CommonStatus {
   std::string last_polled_at;

@@ -220,8 +220,18 @@ FieldErrors validate(const Registry& r) {
     errors.push_back({"spec.endpoint", quoted(r.spec.endpoint) +
                                            " must be a base URL without query or fragment"});
   }
-  if (r.spec.type == RegistryType::Ecr) {
-    errors.push_back({"spec.type", "ecr is not supported yet; use oci with the registry's OCI endpoint"});
+  for (const auto& [field, url] : {std::pair{"spec.ecr.apiEndpoint", &r.spec.ecr_api_endpoint},
+                                   std::pair{"spec.ecr.stsEndpoint", &r.spec.sts_endpoint}}) {
+    if (url->empty()) continue;
+    auto u = boost::urls::parse_absolute_uri(*url);
+    if (!u || (u->scheme() != "http" && u->scheme() != "https") || u->host().empty()) {
+      errors.push_back({field, quoted(*url) + " is not an http:// or https:// URL with a host"});
+    }
+  }
+  if (!r.spec.ecr_events_queue_url.empty()) {
+    errors.push_back({"spec.ecr.eventsQueueUrl",
+                      "reading ECR push events from SQS is not implemented yet; pushes to an ECR source are "
+                      "found by polling (spec.pollInterval)"});
   }
   if (r.spec.poll_interval.count() > 0 && r.spec.poll_interval < std::chrono::seconds(1)) {
     errors.push_back({"spec.pollInterval", "must be 0 (disabled) or at least 1s"});

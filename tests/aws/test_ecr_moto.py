@@ -31,40 +31,13 @@ from unittest import mock
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from testproc import free_port, stop_pid, wait_until  # noqa: E402
+from moto_server import Moto  # noqa: E402
 
 PROBE = os.environ.get("FERRY_ECR_PROBE", "")
 PEERS = os.environ.get("FERRY_PEERS_BIN") or os.path.join(os.path.expanduser("~"), ".cache", "ferry-peers", "bin")
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
 KEYS = {"AWS_ACCESS_KEY_ID": "AKIDFERRYTEST", "AWS_SECRET_ACCESS_KEY": "ferry-test-secret-key"}
-
-
-class Moto:
-    def __init__(self, account):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, MOTO_ACCOUNT_ID=account)
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([os.path.join(PEERS, "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"moto_server exited with {self.proc.returncode}")
-            try:
-                return urllib.request.urlopen(self.url + "/moto-api/", timeout=1).status == 200
-            except OSError:
-                return False
-        wait_until(up, timeout=30, what="moto_server")
-
-    def client(self, service):
-        return boto3.client(service, region_name=REGION, endpoint_url=self.url,
-                            aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
-
-    def stop(self):
-        stop_pid(self.proc)
-        self.log.close()
 
 
 def probe(*args, env=None, endpoint=None, sts=None, expect_ok=True):

@@ -419,7 +419,6 @@ status:
                 region="US-east-1"))),
             "endpoint without scheme": ("spec/endpoint", bad("Registry", lambda d: d["spec"].update(
                 endpoint="registry.example.com"))),
-            "missing endpoint": ("spec", bad("Registry", lambda d: d["spec"].pop("endpoint"))),
             "unknown partition": ("spec/partition", bad("Registry", lambda d: d["spec"].update(partition="aws-eu"))),
             "pollInterval 30 without unit": ("spec/pollInterval", bad("Registry", lambda d: d["spec"].update(
                 pollInterval="30"))),

@@ -72,6 +72,21 @@ class ApiServerValidation(unittest.TestCase):
         ok = config("elsewhere", [("222222222222", "us-east-1")])
         self.assertEqual(self.apply(ok).returncode, 0)
 
+    def test_an_endpoint_is_required_unless_the_registry_is_ecr(self):
+        def registry(name, **spec):
+            return {"apiVersion": "ferry.dev/v1alpha1", "kind": "Registry", "metadata": {"name": name},
+                    "spec": {"registryId": "111111111111", "region": "us-east-1", **spec}}
+        res = self.apply(registry("no-endpoint"))
+        self.assertNotEqual(res.returncode, 0, res.stdout)
+        self.assertIn("spec.endpoint: Invalid value", res.stderr)
+        self.assertIn("endpoint is required unless type is ecr", res.stderr)
+        self.assertIn("spec.endpoint: required", self.validate(registry("no-endpoint")))
+        res = self.apply(registry("ecr-on-oci", endpoint="https://r.example.com", ecr={"apiEndpoint": "https://a.example.com"}))
+        self.assertNotEqual(res.returncode, 0, res.stdout)
+        self.assertIn("ecr is only allowed with type ecr", res.stderr)
+        # An ECR registry without an endpoint is fine: its data plane has a known address.
+        self.assertEqual(self.apply(registry("ecr", type="ecr", ecr={"apiEndpoint": "http://127.0.0.1:5000"})).returncode, 0)
+
     def test_limits_grammar_and_unknown_fields_are_refused(self):
         cases = {
             "too-many-filters": (config("too-many-filters", [("111111111111", "us-west-2")],

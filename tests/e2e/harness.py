@@ -1,6 +1,7 @@
 """End-to-end harness: real docker-registry processes as (account, region) registries, skopeo as
 the pushing client, and the real `ferry run` binary. Every process started here is stopped by
 its PID in cleanup, even when a test fails. Loopback only."""
+import base64
 import json
 import os
 import shutil
@@ -66,8 +67,10 @@ class Process:
 class Registry:
     """One docker-registry process standing for one (account, region) registry."""
 
-    def __init__(self, workdir, name, registry_id, region, notify_url=None, token=None):
+    def __init__(self, workdir, name, registry_id, region, notify_url=None, token=None, htpasswd=None):
+        """htpasswd=(user, password): Basic authentication required (an ECR data plane's stand-in)."""
         self.name, self.registry_id, self.region = name, registry_id, region
+        self.creds = htpasswd
         self.port = free_port()
         self.dir = os.path.join(workdir, "registries", name)
         os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
@@ -79,6 +82,12 @@ class Registry:
             "  delete: {enabled: true}",
             f"http: {{addr: 127.0.0.1:{self.port}}}",
         ]
+        if htpasswd:
+            path = os.path.join(self.dir, "htpasswd")
+            line = run(["htpasswd", "-nbB", htpasswd[0], htpasswd[1]]).stdout.strip()
+            with open(path, "w") as f:
+                f.write(line + "\n")
+            lines += ["auth:", f"  htpasswd: {{realm: ferry-test, path: {path}}}"]
         if notify_url:
             headers = f"\n    headers: {{Authorization: [Bearer {token}]}}" if token else ""
             lines += [
@@ -106,24 +115,36 @@ class Registry:
         try:
             urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
             return True
+        except urllib.error.HTTPError as e:
+            return e.code == 401 and self.creds is not None
         except Exception:
             return False
 
+    def _skopeo_creds(self, flag="--creds"):
+        return [flag, f"{self.creds[0]}:{self.creds[1]}"] if self.creds else []
+
     def manifest(self, repo, ref):
         """Exact manifest bytes (skopeo inspect --raw), or None when absent."""
-        p = run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{self.host}/{repo}:{ref}"
+        p = run(["skopeo", "inspect", "--raw", "--tls-verify=false", *self._skopeo_creds(),
+                 f"docker://{self.host}/{repo}:{ref}"
                  if not ref.startswith("sha256:") else f"docker://{self.host}/{repo}@{ref}"], check=False)
         return p.stdout.encode() if p.returncode == 0 else None
 
+    def _get(self, path):
+        req = urllib.request.Request(f"http://{self.host}{path}")
+        if self.creds:
+            req.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.creds).encode()).decode())
+        return urllib.request.urlopen(req, timeout=5)
+
     def tags(self, repo):
         try:
-            with urllib.request.urlopen(f"http://{self.host}/v2/{repo}/tags/list", timeout=5) as r:
+            with self._get(f"/v2/{repo}/tags/list") as r:
                 return sorted(json.load(r).get("tags") or [])
         except urllib.error.HTTPError:
             return []
 
     def catalog(self):
-        with urllib.request.urlopen(f"http://{self.host}/v2/_catalog", timeout=5) as r:
+        with self._get("/v2/_catalog") as r:
             return sorted(json.load(r).get("repositories") or [])
 
     def resource(self, enabled=True, poll="0", endpoint=None, extra=""):
@@ -145,7 +166,8 @@ class Image:
         self.digest = run(args).stdout.strip().split()[-1]
 
     def push(self, registry, repo, tag=None, all_platforms=False):
-        cmd = ["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"]
+        cmd = ["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+               *registry._skopeo_creds("--dest-creds")]
         if all_platforms:
             cmd.append("--all")
         cmd += [f"oci:{self.dir}:{self.tag}", f"docker://{registry.host}/{repo}:{tag or self.tag}"]
@@ -201,9 +223,9 @@ class Ferry:
     def remove(self, name):
         os.remove(os.path.join(self.manifests, name))
 
-    def start(self):
+    def start(self, env=None):
         self.process = Process([FERRY, "run", "--manifests", self.manifests, "--state-dir", self.state,
-                                "--listen", f"127.0.0.1:{self.port}"], os.path.join(self.workdir, "ferry.log"))
+                                "--listen", f"127.0.0.1:{self.port}"], os.path.join(self.workdir, "ferry.log"), env=env)
         wait_until(self._ready, 15, what="ferry /readyz")
         return self
 
@@ -350,8 +372,8 @@ class E2ETest(unittest.TestCase):
             getattr(getattr(outcome, "result", None), "failures", [])
         return any(t is self for t, _ in errors)
 
-    def registry(self, name, registry_id, region, notify=True, token=None):
-        r = Registry(self.workdir, name, registry_id, region, self.ferry.url if notify else None, token)
+    def registry(self, name, registry_id, region, notify=True, token=None, htpasswd=None):
+        r = Registry(self.workdir, name, registry_id, region, self.ferry.url if notify else None, token, htpasswd)
         self._procs.append(r.process)
         return r
 

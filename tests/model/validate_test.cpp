@@ -229,11 +229,31 @@ TEST(ValidateRegistry, EndpointAndType) {
 apiVersion: ferry.dev/v1alpha1
 kind: Registry
 metadata: {name: r}
-spec: {registryId: "111111111111", region: us-east-1, endpoint: "ftp://x", type: ecr, pollInterval: 10ms}
+spec: {registryId: "111111111111", region: us-east-1, endpoint: "ftp://x", type: ecr, pollInterval: 10ms,
+       ecr: {apiEndpoint: "api.ecr", eventsQueueUrl: "https://sqs.us-east-1.amazonaws.com/111111111111/q"}}
 )"),
               ElementsAre("spec.endpoint: \"ftp://x\" is not an http:// or https:// URL with a host",
-                          "spec.type: ecr is not supported yet; use oci with the registry's OCI endpoint",
+                          "spec.ecr.apiEndpoint: \"api.ecr\" is not an http:// or https:// URL with a host",
+                          ::testing::StartsWith("spec.ecr.eventsQueueUrl: reading ECR push events from SQS is not "
+                                                "implemented yet"),
                           "spec.pollInterval: must be 0 (disabled) or at least 1s"));
+  // Only an ECR registry may leave out its endpoint, and only it has ECR settings.
+  EXPECT_THAT(testing::errors_of(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: "111111111111", region: us-east-1, ecr: {apiEndpoint: "http://127.0.0.1:5000"}}
+)"),
+              ElementsAre("spec.endpoint: required", "spec.ecr: only allowed with type: ecr"));
+  auto ecr = testing::parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: "111111111111", region: cn-north-1, type: ecr}
+)");
+  ASSERT_TRUE(ecr.resource);
+  EXPECT_EQ(std::get<Registry>(*ecr.resource).spec.endpoint, "https://111111111111.dkr.ecr.cn-north-1.amazonaws.com.cn");
+  EXPECT_THAT(validate(*ecr.resource), IsEmpty());
 }
 
 TEST(ValidateRepository, NamesAndSettings) {

@@ -1,0 +1,224 @@
+"""Amazon ECR as a back end (SPEC §7) end to end, `ferry run` against the real APIs' emulator.
+
+Each ECR account is a moto_server (MOTO_ACCOUNT_ID; ECR and STS APIs, no layers) paired with a
+docker-registry as its data plane, whose htpasswd accepts what moto's GetAuthorizationToken
+returns (AWS:<account>-auth-token). boto3 is the independent checker of what Ferry created. moto
+checks no signatures: SigV4 is covered by tests/aws (suite vectors, botocore). Run with the venv
+of scripts/test-peers.sh (tests/support/aws_python.sh)."""
+import json
+import os
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from harness import E2ETest, allow_statement, registry_policy, replication_config, run, wait_until  # noqa: E402
+from moto_server import KEYS, Moto  # noqa: E402
+
+A_ID, B_ID = "111111111111", "222222222222"
+
+
+def ecr_registry(name, registry_id, region, data_plane, moto, secret=None, poll="0", sts=None):
+    out = (f"apiVersion: ferry.dev/v1alpha1\nkind: Registry\nmetadata: {{name: {name}}}\n"
+           f"spec:\n  registryId: \"{registry_id}\"\n  region: {region}\n  type: ecr\n"
+           f"  endpoint: http://{data_plane.host}\n  pollInterval: \"{poll}\"\n"
+           f"  ecr:\n    apiEndpoint: {moto.url}\n")
+    if sts:
+        out += f"    stsEndpoint: {sts}\n"
+    if secret:
+        out += f"  credentialsSecretRef: {{namespace: ferry-system, name: {secret}}}\n"
+    return out
+
+
+def aws_secret(name, keys):
+    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ferry-system}}\n"
+            "stringData:\n" + "".join(f"  {k}: \"{v}\"\n" for k, v in keys.items()))
+
+
+class EcrTest(E2ETest):
+    def moto(self, account):
+        m = Moto(account)
+        self.addCleanup(m.stop)
+        return m
+
+    def data_plane(self, name, account, region):
+        """The docker-registry standing for an ECR registry's data plane."""
+        r = self.registry(name + "-data", account, region, notify=False, htpasswd=("AWS", f"{account}-auth-token"))
+        return r
+
+
+class OciToEcr(EcrTest):
+    """An OCI source replicating into another account's ECR registry: the repository is created
+    through CreateRepository with the creation template's settings, only as the policy allows."""
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.registry("a", A_ID, "us-east-1")
+        self.moto_b = self.moto(B_ID)
+        self.b = self.data_plane("ecr-b", B_ID, "eu-west-1")
+        self.ferry.write("secret.yaml", aws_secret("aws-b", {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                                                             "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}))
+        self.ferry.write("regs.yaml", self.a.resource() + "---\n" +
+                         ecr_registry("ecr-b", B_ID, "eu-west-1", self.b, self.moto_b, secret="aws-b"))
+        self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
+        self.ferry.write("policy.yaml", registry_policy("ecr-b", self.b, [allow_statement(A_ID, self.b)]))
+        self.ferry.write("template.yaml", (
+            "apiVersion: ferry.dev/v1alpha1\nkind: RepositoryCreationTemplate\nmetadata: {name: b-prod}\n"
+            f"spec:\n  registryId: \"{B_ID}\"\n  region: eu-west-1\n  prefix: prod\n"
+            "  imageTagMutability: IMMUTABLE_WITH_EXCLUSION\n"
+            "  imageTagMutabilityExclusionFilters: [{filter: latest}]\n"
+            "  resourceTags: [{Key: team, Value: platform}]\n"
+            "  lifecyclePolicy: {rules: [{rulePriority: 1, description: keep 10, selection: {tagStatus: any, "
+            "countType: imageCountMoreThan, countNumber: 10}, action: {type: expire}}]}\n"))
+        self.ecr = self.moto_b.client("ecr", "eu-west-1")
+
+    def test_repository_created_with_the_template_then_s13_from_ecrs_own_setting(self):
+        self.ferry.start()
+        first = self.image(seed="ecr-first")
+        first.push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", "v1"))
+        # What ECR says it created, read with boto3.
+        repo = self.ecr.describe_repositories(registryId=B_ID, repositoryNames=["prod/app"])["repositories"][0]
+        self.assertEqual(repo["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION")
+        self.assertEqual([f["filter"] for f in repo["imageTagMutabilityExclusionFilters"]], ["latest"])
+        self.assertEqual(repo["imageScanningConfiguration"], {"scanOnPush": False})
+        self.assertEqual(repo["encryptionConfiguration"]["encryptionType"], "AES256")
+        tags = self.ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
+        self.assertEqual(tags, [{"Key": "team", "Value": "platform"}])
+        lifecycle = json.loads(self.ecr.get_lifecycle_policy(registryId=B_ID, repositoryName="prod/app")["lifecyclePolicyText"])
+        self.assertEqual(lifecycle["rules"][0]["selection"]["countNumber"], 10)
+        # The Repository record mirrors ECR and names the template.
+        records = {r["spec"]["repositoryName"]: r for r in self.ferry.records("repositories")}
+        rec = records["prod/app"]
+        self.assertEqual((rec["spec"]["imageTagMutability"], rec["status"]["template"], rec["status"]["createdBy"]),
+                         ("IMMUTABLE_WITH_EXCLUSION", "b-prod", "Replication"))
+        self.assertIn("via=CreateRepository", self.ferry.process.output())
+        # S13 from ECR's setting: v1 is immutable there, so new content under v1 goes by digest only.
+        second = self.image(seed="ecr-second")
+        second.push(self.a, "prod/app")
+        wait_until(lambda: len([r for r in self.ferry.records("imagereplications")
+                                if all(s["status"] != "IN_PROGRESS" for s in r["status"]["replicationStatuses"])]) == 2,
+                   30, what="the second push finished")
+        msgs = [s.get("message", "") for r in self.ferry.records("imagereplications")
+                for s in r["status"]["replicationStatuses"]]
+        self.assertTrue(any("immutable in IMMUTABLE_WITH_EXCLUSION repository prod/app" in m for m in msgs), msgs)
+        self.assertEqual(self.b.manifest("prod/app", "v1"), self.a.manifest("prod/app", first.digest))
+        self.assertEqual(self.b.manifest("prod/app", second.digest), self.a.manifest("prod/app", second.digest))
+        # A repository no template covers gets ECR's defaults as S12 has them.
+        self.image(seed="other").push(self.a, "tools/lint")
+        self.assertEqual(self.ferry.wait_status("tools/lint", "v1", expected=1)[(B_ID, "eu-west-1")]["status"],
+                         "COMPLETE")
+        other = self.ecr.describe_repositories(registryId=B_ID, repositoryNames=["tools/lint"])["repositories"][0]
+        self.assertEqual((other["imageTagMutability"], other["encryptionConfiguration"]["encryptionType"]),
+                         ("MUTABLE", "AES256"))
+        for secret in (KEYS["AWS_SECRET_ACCESS_KEY"], f"{B_ID}-auth-token"):
+            self.assertNotIn(secret, self.ferry.process.output())
+
+    def test_without_create_repository_permission_nothing_is_created(self):
+        self.ferry.write("policy.yaml", registry_policy("ecr-b", self.b, [
+            allow_statement(A_ID, self.b, actions=("ecr:ReplicateImage",))]))
+        self.ferry.start()
+        self.image(seed="denied").push(self.a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual((st["status"], st["failureCode"]), ("FAILED", "DESTINATION_REGISTRY_ACCESS_DENIED"))
+        self.assertIn("ecr:CreateRepository", st["message"])
+        self.assertEqual(self.ecr.describe_repositories(registryId=B_ID)["repositories"], [])
+        # A repository that exists needs only ecr:ReplicateImage.
+        self.ecr.create_repository(repositoryName="prod/existing", imageTagMutability="IMMUTABLE")
+        self.image(seed="allowed").push(self.a, "prod/existing")
+        st = self.ferry.wait_status("prod/existing", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        repo = self.ecr.describe_repositories(registryId=B_ID, repositoryNames=["prod/existing"])["repositories"][0]
+        self.assertEqual(repo["imageTagMutability"], "IMMUTABLE", "an existing repository is never changed")
+
+
+class EcrToOci(EcrTest):
+    """An ECR source, polled through DescribeRepositories and DescribeImages (ECR has no
+    _catalog), with web-identity credentials through moto's STS (EKS IRSA)."""
+
+    def test_polled_pushes_replicate_and_what_existed_before_stays(self):
+        moto_a = self.moto(A_ID)
+        a = self.data_plane("ecr-a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        ecr = moto_a.client("ecr")
+        ecr.create_repository(repositoryName="prod/app")
+
+        def push(image, repo, tag):
+            """Pushes to the data plane and records it in the API, as ECR would (same digest)."""
+            image.push(a, repo, tag=tag)
+            manifest = a.manifest(repo, image.digest).decode()
+            ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag, imageDigest=image.digest,
+                          imageManifestMediaType=json.loads(manifest)["mediaType"])
+        old = self.image(seed="before")
+        push(old, "prod/app", "old")
+        token_file = os.path.join(self.workdir, "web-identity-token")
+        with open(token_file, "w") as f:
+            f.write("eyJhbGciOiJSUzI1NiJ9.ferry-test.signature")
+        self.ferry.write("regs.yaml", ecr_registry("ecr-a", A_ID, "us-east-1", a, moto_a, poll="1s", sts=moto_a.url)
+                         + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ROLE_ARN=f"arn:aws:iam::{A_ID}:role/ferry", AWS_WEB_IDENTITY_TOKEN_FILE=token_file,
+                   AWS_ROLE_SESSION_NAME="ferry-test")
+        self.ferry.start(env=env)
+        wait_until(lambda: "poll baseline recorded" in self.ferry.process.output(), 20, what="the first poll")
+        self.assertIn("credentials=web identity", self.ferry.process.output())
+        new = self.image(seed="after")
+        push(new, "prod/app", "v2")
+        st = self.ferry.wait_status("prod/app", "v2", expected=1)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("prod/app", "v2"), a.manifest("prod/app", new.digest))
+        time.sleep(1.5)
+        self.assertEqual(b.tags("prod/app"), ["v2"], "S3: the image pushed before the configuration stays")
+        # A backfill moves it, listing the ECR source through DescribeImages.
+        self.ferry.write("backfill.yaml", (
+            "apiVersion: ferry.dev/v1alpha1\nkind: ReplicationBackfill\nmetadata: {name: old}\n"
+            f"spec:\n  registryId: \"{A_ID}\"\n  region: us-east-1\n"
+            f"  destination: {{region: us-west-2, registryId: \"{A_ID}\"}}\n"))
+
+        def backfilled():
+            r = run([os.environ["FERRY_BINARY"], "status", "--state-dir", self.ferry.state, "--backfill", "old"],
+                    check=False)
+            st = json.loads(r.stdout) if r.returncode == 0 else {}
+            return st if st.get("phase") in ("COMPLETE", "FAILED") else None
+        done = wait_until(backfilled, 30, what="the backfill")
+        self.assertEqual(done["images"], {"total": 2, "replicated": 1, "skipped": 1, "failed": 0}, done)
+        self.assertEqual(b.manifest("prod/app", "old"), a.manifest("prod/app", old.digest))
+        self.assertIn("via=DescribeImages", self.ferry.process.output())
+
+
+class EcrToEcr(EcrTest):
+    """ECR to ECR across accounts and regions: polled at the source, created at the destination."""
+
+    def test_cross_account_cross_region(self):
+        moto_a, moto_b = self.moto(A_ID), self.moto(B_ID)
+        a = self.data_plane("ecr-a", A_ID, "us-east-1")
+        b = self.data_plane("ecr-b", B_ID, "eu-west-1")
+        src = moto_a.client("ecr")
+        src.create_repository(repositoryName="team/api")
+        keys = {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}
+        self.ferry.write("secrets.yaml", aws_secret("aws-a", keys) + "---\n" + aws_secret("aws-b", keys))
+        self.ferry.write("regs.yaml", ecr_registry("ecr-a", A_ID, "us-east-1", a, moto_a, secret="aws-a", poll="1s")
+                         + "---\n" + ecr_registry("ecr-b", B_ID, "eu-west-1", b, moto_b, secret="aws-b"))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.write("policy.yaml", registry_policy("ecr-b", b, [allow_statement(A_ID, b)]))
+        self.ferry.start()
+        wait_until(lambda: "poll baseline recorded" in self.ferry.process.output(), 20, what="the first poll")
+        img = self.image(seed="ecr-to-ecr")
+        img.push(a, "team/api")
+        manifest = a.manifest("team/api", img.digest).decode()
+        src.put_image(repositoryName="team/api", imageManifest=manifest, imageTag="v1", imageDigest=img.digest,
+                      imageManifestMediaType=json.loads(manifest)["mediaType"])
+        st = self.ferry.wait_status("team/api", "v1", expected=1)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("team/api", "v1"), manifest.encode())
+        dest = moto_b.client("ecr", "eu-west-1").describe_repositories(registryId=B_ID)["repositories"]
+        self.assertEqual([(r["repositoryName"], r["imageTagMutability"]) for r in dest], [("team/api", "MUTABLE")])
+
+
+if __name__ == "__main__":
+    unittest.main()
