@@ -345,6 +345,23 @@ struct Manager::Impl {
       }
       if (auto ca = model::ca_bundle_from_secret(*s)) in.ca_pem = std::move(*ca);
     }
+    if (reg.spec.type == model::RegistryType::Ecr) {
+      // ECR: the data plane takes GetAuthorizationToken's credentials, which the Secret's AWS
+      // keys (or the default chain) obtain; failing to obtain them is the credentials' failure.
+      std::optional<model::Secret> s;
+      if (reg.spec.credentials_secret_ref) {
+        s = secret(*reg.spec.credentials_secret_ref);
+        if (!s) {
+          return {false, std::nullopt,
+                  "credentials Secret " + reg.spec.credentials_secret_ref->namespace_ + "/" +
+                      reg.spec.credentials_secret_ref->name + secret_missing(*reg.spec.credentials_secret_ref)};
+        }
+      }
+      auto token = ecr_credentials(reg, s ? &*s : nullptr, in.timeout);
+      if (!token) return {true, false, "ECR GetAuthorizationToken for " + model::to_string(reg.key()) + ": " + token.error()};
+      in.credentials = std::move(*token);
+      return probe_registry(in);
+    }
     if (reg.spec.credentials_secret_ref) {
       auto s = secret(*reg.spec.credentials_secret_ref);
       if (!s) {

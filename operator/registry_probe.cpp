@@ -3,8 +3,12 @@
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <map>
 
+#include "aws/credentials.hpp"
+#include "aws/ecr.hpp"
 #include "kube/client.hpp"
 
 namespace ferry::operator_ {
@@ -113,6 +117,37 @@ reconcilers::ProbeResult probe_registry(const ProbeInput& in) {
   } catch (const std::exception& e) {
     return {false, std::nullopt, std::string("cannot probe ") + base + ": " + e.what()};
   }
+}
+
+std::expected<model::BasicCredentials, std::string> ecr_credentials(const model::Registry& registry,
+                                                                    const model::Secret* secret,
+                                                                    std::chrono::milliseconds timeout) {
+  boost::asio::io_context io;
+  registry::HttpOptions http_options;
+  http_options.connect_timeout = timeout;
+  http_options.io_timeout = timeout;
+  registry::HttpClient http(io.get_executor(), registry::TlsOptions{}, http_options);
+  const aws::StsOptions sts{registry.spec.region, registry.spec.sts_endpoint};
+  std::expected<model::BasicCredentials, std::string> out = std::unexpected("GetAuthorizationToken did not finish");
+  auto work = [&]() -> boost::asio::awaitable<void> {
+    auto creds = secret ? aws::from_secret(secret->data, http, sts)
+                        : aws::default_chain(http, aws::process_environment(), sts);
+    if (!creds) {
+      out = std::unexpected("AWS credentials: " + creds.error().to_string());
+      co_return;
+    }
+    aws::EcrClient ecr(http, *creds,
+                       aws::EcrOptions{registry.spec.region, registry.spec.ecr_api_endpoint, registry.spec.registry_id});
+    auto token = co_await ecr.get_authorization_token();
+    if (!token) {
+      out = std::unexpected(token.error().to_string());
+      co_return;
+    }
+    out = model::BasicCredentials{token->username, token->password};
+  };
+  boost::asio::co_spawn(io, work(), [](std::exception_ptr) {});
+  io.run_for(timeout * 4);
+  return out;
 }
 
 }  // namespace ferry::operator_

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <expected>
 #include <optional>
 #include <string>
 
@@ -23,5 +24,12 @@ struct ProbeInput {
 // GET /v2/: 200 → reachable, credentials fine; 401 with a Basic challenge → retried with the
 // credentials; with a Bearer challenge → a token is requested from the realm with them.
 reconcilers::ProbeResult probe_registry(const ProbeInput& in);
+
+// An ECR registry's data-plane credentials from GetAuthorizationToken, signed with the Secret's
+// AWS keys (nullptr: the default chain): what the probe of a `type: ecr` Registry sends. An error
+// says why (credentials, the API unreachable, access denied) without any secret in it.
+std::expected<model::BasicCredentials, std::string> ecr_credentials(const model::Registry& registry,
+                                                                    const model::Secret* secret,
+                                                                    std::chrono::milliseconds timeout);
 
 }  // namespace ferry::operator_

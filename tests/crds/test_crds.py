@@ -262,7 +262,9 @@ class ExamplesTest(unittest.TestCase):
                 self.assertIn(".dockerconfigjson", keys)
             else:
                 self.assertEqual(secret["type"], "Opaque")
-                self.assertTrue({"username", "password"} <= keys)
+                # Basic credentials, or AWS keys for an ECR registry (SPEC §7).
+                self.assertTrue({"username", "password"} <= keys or
+                                {"aws_access_key_id", "aws_secret_access_key"} <= keys, keys)
         self.assertEqual(types, {"kubernetes.io/dockerconfigjson", "Opaque"})
 
     def test_examples_form_one_valid_set(self):

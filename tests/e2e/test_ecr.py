@@ -14,7 +14,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from harness import E2ETest, allow_statement, registry_policy, replication_config, run, wait_until  # noqa: E402
+from harness import (Cluster, E2ETest, Registry, allow_statement, registry_policy, replication_config,  # noqa: E402
+                     run, wait_until)
 from moto_server import KEYS, Moto  # noqa: E402
 
 A_ID, B_ID = "111111111111", "222222222222"
@@ -218,6 +219,44 @@ class EcrToEcr(EcrTest):
         self.assertEqual(b.manifest("team/api", "v1"), manifest.encode())
         dest = moto_b.client("ecr", "eu-west-1").describe_repositories(registryId=B_ID)["repositories"]
         self.assertEqual([(r["repositoryName"], r["imageTagMutability"]) for r in dest], [("team/api", "MUTABLE")])
+
+
+class ClusterOciToEcr(EcrTest):
+    """The same in cluster mode: `ferry operator` against a real kube-apiserver, the ECR Registry's
+    probe going through GetAuthorizationToken, the Repository record a Kubernetes object."""
+
+    def test_operator_creates_the_ecr_repository_and_the_registry_is_ready(self):
+        cluster = Cluster(self.workdir, self._procs)
+        self.addCleanup(lambda: cluster.operator and cluster.operator.alive() and cluster.operator.stop())
+        a = Registry(self.workdir, "a", A_ID, "us-east-1", cluster.url)
+        self._procs.append(a.process)
+        moto_b = self.moto(B_ID)
+        b = self.data_plane("ecr-b", B_ID, "eu-west-1")
+        cluster.apply(aws_secret("aws-b", {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                                           "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}))
+        cluster.apply(a.resource() + "---\n" + ecr_registry("ecr-b", B_ID, "eu-west-1", b, moto_b, secret="aws-b"))
+        cluster.apply(replication_config("a", a, [b]))
+        cluster.apply(registry_policy("ecr-b", b, [allow_statement(A_ID, b)]))
+        op = cluster.start_operator()
+        cluster.kubectl("wait", "--for=condition=Ready", "registry/ecr-b", "--timeout=30s")
+        self.image(seed="cluster-ecr").push(a, "prod/app")
+
+        def done():
+            for r in cluster.records():
+                st = r.get("status", {}).get("replicationStatuses", [])
+                if r["spec"]["source"]["repositoryName"] == "prod/app" and st and st[0]["status"] != "IN_PROGRESS":
+                    return st[0]
+            return None
+        st = wait_until(done, 30, what="the replication into ECR")
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
+        repo = moto_b.client("ecr", "eu-west-1").describe_repositories(registryId=B_ID)["repositories"]
+        self.assertEqual([r["repositoryName"] for r in repo], ["prod/app"])
+        records = cluster.get("repositories")["items"]
+        self.assertEqual([(r["spec"]["repositoryName"], r["status"]["createdBy"]) for r in records],
+                         [("prod/app", "Replication")])
+        for secret in (KEYS["AWS_SECRET_ACCESS_KEY"], f"{B_ID}-auth-token"):
+            self.assertNotIn(secret, op.output())
 
 
 if __name__ == "__main__":
