@@ -2,6 +2,7 @@
 // either mode: the state directory of `ferry run`, or the cluster of `ferry operator`.
 #include <boost/json.hpp>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <string_view>
 
@@ -28,6 +29,19 @@ constexpr std::string_view kUsage =
     "With --backfill, the progress of that ReplicationBackfill: phase, images {total, replicated,\n"
     "skipped, failed}, startedAt, completedAt, message.\n"
     "Exit 1 when no replication of that image (or no such backfill) is recorded.\n";
+
+// Runs `use` with an API client for the kubeconfig's cluster; 2 when the kubeconfig is unusable.
+int with_cluster(const std::string& kubeconfig, const std::string& context, const std::function<void(kube::Api&)>& use) {
+  auto config = kube::load_kubeconfig(kubeconfig, context);
+  if (!config) {
+    std::cerr << "ferry status: " << config.error() << "\n";
+    return 2;
+  }
+  kube::Client client(*config);
+  kube::Api api(client);
+  use(api);
+  return 0;
+}
 
 // The progress fields of a backfill's status (or of its stored progress), as one JSON object.
 json::object backfill_json(const std::string& name, const json::object& from) {
@@ -61,22 +75,19 @@ json::object counted(const json::object& progress) {
 int backfill_status(const std::string& name, const std::string& state_dir, const std::string& kubeconfig,
                     const std::string& context) {
   if (!kubeconfig.empty()) {
-    auto config = kube::load_kubeconfig(kubeconfig, context);
-    if (!config) {
-      std::cerr << "ferry status: " << config.error() << "\n";
-      return 2;
-    }
-    kube::Client client(*config);
-    kube::Api api(client);
-    auto obj = api.get(kube::replication_backfills(), "", name);
-    if (!obj) {
-      std::cerr << "ferry status: ReplicationBackfill " << name << ": " << obj.error().to_string() << "\n";
-      return obj.error().not_found() ? 1 : 2;
-    }
-    const auto* st = obj->as_object().if_contains("status");
-    std::cout << json::serialize(backfill_json(name, st && st->is_object() ? st->as_object() : json::object{}))
-              << "\n";
-    return 0;
+    int code = 0;
+    int rc = with_cluster(kubeconfig, context, [&](kube::Api& api) {
+      auto obj = api.get(kube::replication_backfills(), "", name);
+      if (!obj) {
+        std::cerr << "ferry status: ReplicationBackfill " << name << ": " << obj.error().to_string() << "\n";
+        code = obj.error().not_found() ? 1 : 2;
+        return;
+      }
+      const auto* st = obj->as_object().if_contains("status");
+      std::cout << json::serialize(backfill_json(name, st && st->is_object() ? st->as_object() : json::object{}))
+                << "\n";
+    });
+    return rc != 0 ? rc : code;
   }
   if (!std::filesystem::is_directory(std::filesystem::path(state_dir) / "state")) {
     std::cerr << "ferry status: " << state_dir
@@ -132,16 +143,12 @@ int run_status(int argc, char** argv) {
   }
   std::vector<model::ImageReplication> records;
   if (!kubeconfig.empty()) {
-    auto config = kube::load_kubeconfig(kubeconfig, context);
-    if (!config) {
-      std::cerr << "ferry status: " << config.error() << "\n";
-      return 2;
-    }
-    kube::Client client(*config);
-    kube::Api api(client);
-    std::vector<std::string> problems;
-    records = store::KubeStore(api).image_replications(&problems);
-    for (const auto& p : problems) std::cerr << "ferry status: " << p << "\n";
+    int rc = with_cluster(kubeconfig, context, [&](kube::Api& api) {
+      std::vector<std::string> problems;
+      records = store::KubeStore(api).image_replications(&problems);
+      for (const auto& p : problems) std::cerr << "ferry status: " << p << "\n";
+    });
+    if (rc != 0) return rc;
   } else {
     if (!std::filesystem::is_directory(std::filesystem::path(state_dir) / "imagereplications")) {
       std::cerr << "ferry status: " << state_dir

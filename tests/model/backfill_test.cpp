@@ -11,17 +11,7 @@ namespace {
 
 using Decision = BackfillAdmission::Decision;
 
-std::vector<Resource> load(const std::string& yaml) {
-  std::vector<Resource> out;
-  auto docs = load_documents(yaml, Format::Yaml);
-  EXPECT_TRUE(docs);
-  for (const auto& d : *docs) {
-    auto p = parse_resource(d);
-    for (const auto& e : p.errors) ADD_FAILURE() << to_string(e);
-    if (p.resource) out.push_back(*p.resource);
-  }
-  return out;
-}
+std::vector<Resource> load(const std::string& yaml) { return testing::load_all(yaml); }
 
 const std::string kConfig = R"(---
 apiVersion: ferry.dev/v1alpha1

@@ -7,6 +7,7 @@
 #include "reconcilers/model/parse.hpp"
 #include "reconcilers/model/replication.hpp"
 #include "reconcilers/model/serialize.hpp"
+#include "test_util.hpp"
 
 namespace ferry::model {
 namespace {
@@ -19,17 +20,7 @@ const RegistryKey kSrc{"111111111111", "us-east-1"};
 const RegistryKey kWest{"111111111111", "us-west-2"};
 const RegistryKey kEu{"222222222222", "eu-west-1"};
 
-std::vector<Resource> load(const std::string& yaml) {
-  std::vector<Resource> out;
-  auto docs = load_documents(yaml, Format::Yaml);
-  EXPECT_TRUE(docs);
-  for (const auto& d : *docs) {
-    auto p = parse_resource(d);
-    for (const auto& e : p.errors) ADD_FAILURE() << to_string(e);
-    if (p.resource) out.push_back(*p.resource);
-  }
-  return out;
-}
+std::vector<Resource> load(const std::string& yaml) { return testing::load_all(yaml); }
 
 std::string registry(const std::string& name, const RegistryKey& k, bool enabled = true) {
   return "---\napiVersion: ferry.dev/v1alpha1\nkind: Registry\nmetadata: {name: " + name +

@@ -33,6 +33,20 @@ inline std::vector<std::string> errors_of(const std::string& yaml) {
   return out;
 }
 
+// Every resource of a YAML stream; fails the test on any parse error.
+inline std::vector<Resource> load_all(const std::string& yaml) {
+  std::vector<Resource> out;
+  auto docs = load_documents(yaml, Format::Yaml);
+  EXPECT_TRUE(docs);
+  if (!docs) return out;
+  for (const auto& d : *docs) {
+    auto p = parse_resource(d);
+    for (const auto& e : p.errors) ADD_FAILURE() << to_string(e);
+    if (p.resource) out.push_back(*p.resource);
+  }
+  return out;
+}
+
 inline std::string join_lines(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += x + "\n";
