@@ -83,11 +83,8 @@ class Registry:
             f"http: {{addr: 127.0.0.1:{self.port}}}",
         ]
         if htpasswd:
-            path = os.path.join(self.dir, "htpasswd")
-            line = run(["htpasswd", "-nbB", htpasswd[0], htpasswd[1]]).stdout.strip()
-            with open(path, "w") as f:
-                f.write(line + "\n")
-            lines += ["auth:", f"  htpasswd: {{realm: ferry-test, path: {path}}}"]
+            self._write_htpasswd(*htpasswd)
+            lines += ["auth:", f"  htpasswd: {{realm: ferry-test, path: {self.dir}/htpasswd}}"]
         if notify_url:
             headers = f"\n    headers: {{Authorization: [Bearer {token}]}}" if token else ""
             lines += [
@@ -100,8 +97,26 @@ class Registry:
         cfg = os.path.join(self.dir, "config.yml")
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
-        self.process = Process(["docker-registry", "serve", cfg], os.path.join(self.dir, "registry.log"))
-        wait_until(self._up, 10, what=f"registry {name} on port {self.port}")
+        self._start()
+
+    def _start(self):
+        self.process = Process(["docker-registry", "serve", os.path.join(self.dir, "config.yml")],
+                               os.path.join(self.dir, "registry.log"))
+        wait_until(self._up, 10, what=f"registry {self.name} on port {self.port}")
+
+    def _write_htpasswd(self, user, password):
+        line = run(["htpasswd", "-nbB", user, password]).stdout.strip()
+        with open(os.path.join(self.dir, "htpasswd"), "w") as f:
+            f.write(line + "\n")
+
+    def restart_with_password(self, password, test_procs):
+        """Stops the registry, lets `password` in instead of the old one, starts it on the same port
+        with the same data; the new process joins `test_procs` (stopped by PID at cleanup)."""
+        self.process.stop()
+        self._write_htpasswd(self.creds[0], password)
+        self.creds = (self.creds[0], password)
+        self._start()
+        test_procs.append(self.process)
 
     @property
     def host(self):

@@ -44,10 +44,11 @@ class EcrTest(E2ETest):
         self.addCleanup(m.stop)
         return m
 
-    def data_plane(self, name, account, region):
-        """The docker-registry standing for an ECR registry's data plane."""
-        r = self.registry(name + "-data", account, region, notify=False, htpasswd=("AWS", f"{account}-auth-token"))
-        return r
+    def data_plane(self, name, account, region, password=None):
+        """The docker-registry standing for an ECR registry's data plane; it accepts what moto's
+        GetAuthorizationToken returns unless told another password."""
+        return self.registry(name + "-data", account, region, notify=False,
+                             htpasswd=("AWS", password or f"{account}-auth-token"))
 
 
 class OciToEcr(EcrTest):
@@ -135,6 +136,31 @@ class OciToEcr(EcrTest):
         self.assertEqual(st["status"], "COMPLETE", st)
         repo = self.ecr.describe_repositories(registryId=B_ID, repositoryNames=["prod/existing"])["repositories"][0]
         self.assertEqual(repo["imageTagMutability"], "IMMUTABLE", "an existing repository is never changed")
+
+
+class TokenRefresh(EcrTest):
+    """A data plane that refuses the token (401): the token is dropped and a new one asked for on
+    the next attempt, which succeeds once the data plane takes it."""
+
+    def test_a_refused_token_is_replaced_and_the_copy_completes(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        moto_b = self.moto(B_ID)
+        b = self.data_plane("ecr-b", B_ID, "eu-west-1", password="an-older-token")
+        keys = {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}
+        self.ferry.write("secret.yaml", aws_secret("aws-b", keys))
+        self.ferry.write("regs.yaml", a.resource() + "---\n" +
+                         ecr_registry("ecr-b", B_ID, "eu-west-1", b, moto_b, secret="aws-b"))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.write("policy.yaml", registry_policy("ecr-b", b, [allow_statement(A_ID, b)]))
+        self.ferry.start()
+        self.image(seed="refresh").push(a, "prod/app")
+        log = self.ferry.process.output
+        wait_until(lambda: "ECR token refused; a new one is asked for" in log(), 20, what="the 401")
+        b.restart_with_password(f"{B_ID}-auth-token", self._procs)
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=60)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertGreaterEqual(log().count("ECR authorization token obtained"), 2, "a new token was asked for")
+        self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
 
 
 class EcrToOci(EcrTest):
