@@ -47,7 +47,8 @@ int with_cluster(const std::string& kubeconfig, const std::string& context, cons
 json::object backfill_json(const std::string& name, const json::object& from) {
   json::object out{{"name", name}};
   for (const char* k : {"phase", "images", "startedAt", "completedAt", "message"}) {
-    if (const auto* v = from.if_contains(k)) out[k] = *v;
+    const auto* v = from.if_contains(k);
+    if (v && !(v->is_string() && v->as_string().empty())) out[k] = *v;  // absent, not "", when not yet set
   }
   if (!out.contains("images")) out["images"] = json::object{{"total", 0}, {"replicated", 0}, {"skipped", 0}, {"failed", 0}};
   return out;
