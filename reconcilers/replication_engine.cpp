@@ -1567,8 +1567,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
         }
         co_return;
       }
-      if (!blocked && run->status.message.starts_with("waiting to check")) run->status.message.clear();
-      report_backfill(*run);
+      if (!blocked && run->status.message.starts_with("waiting to check")) {
+        run->status.message.clear();
+        report_backfill(*run);
+      }
+      // Image counts reach the store and the status through the once-a-second flush, not from here.
       co_await pause(blocked ? std::chrono::milliseconds(2000) : std::chrono::milliseconds(100));
     }
   }
