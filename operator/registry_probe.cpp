@@ -4,8 +4,12 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <map>
+#include <memory>
+#include <optional>
+#include <thread>
 
 #include "aws/credentials.hpp"
 #include "aws/ecr.hpp"
@@ -119,35 +123,53 @@ reconcilers::ProbeResult probe_registry(const ProbeInput& in) {
   }
 }
 
+namespace {
+
+using EcrToken = std::expected<model::BasicCredentials, std::string>;
+
+// Parameters by value: the coroutine frame owns them, whatever happens to the caller.
+boost::asio::awaitable<void> fetch_ecr_token(std::shared_ptr<registry::HttpClient> http, model::Registry registry,
+                                             std::optional<model::Secret> secret, std::shared_ptr<EcrToken> out) {
+  const aws::StsOptions sts{registry.spec.region, registry.spec.sts_endpoint};
+  auto creds = secret ? aws::from_secret(secret->data, *http, sts)
+                      : aws::default_chain(*http, aws::process_environment(), sts);
+  if (!creds) {
+    *out = std::unexpected("AWS credentials: " + creds.error().to_string());
+    co_return;
+  }
+  aws::EcrClient ecr(*http, *creds,
+                     aws::EcrOptions{registry.spec.region, registry.spec.ecr_api_endpoint, registry.spec.registry_id});
+  auto token = co_await ecr.get_authorization_token();
+  if (!token) {
+    *out = std::unexpected(token.error().to_string());
+    co_return;
+  }
+  *out = model::BasicCredentials{token->username, token->password};
+}
+
+}  // namespace
+
 std::expected<model::BasicCredentials, std::string> ecr_credentials(const model::Registry& registry,
                                                                     const model::Secret* secret,
                                                                     std::chrono::milliseconds timeout) {
-  boost::asio::io_context io;
+  auto io = std::make_shared<boost::asio::io_context>();
   registry::HttpOptions http_options;
   http_options.connect_timeout = timeout;
   http_options.io_timeout = timeout;
-  registry::HttpClient http(io.get_executor(), registry::TlsOptions{}, http_options);
-  const aws::StsOptions sts{registry.spec.region, registry.spec.sts_endpoint};
-  std::expected<model::BasicCredentials, std::string> out = std::unexpected("GetAuthorizationToken did not finish");
-  auto work = [&]() -> boost::asio::awaitable<void> {
-    auto creds = secret ? aws::from_secret(secret->data, http, sts)
-                        : aws::default_chain(http, aws::process_environment(), sts);
-    if (!creds) {
-      out = std::unexpected("AWS credentials: " + creds.error().to_string());
-      co_return;
-    }
-    aws::EcrClient ecr(http, *creds,
-                       aws::EcrOptions{registry.spec.region, registry.spec.ecr_api_endpoint, registry.spec.registry_id});
-    auto token = co_await ecr.get_authorization_token();
-    if (!token) {
-      out = std::unexpected(token.error().to_string());
-      co_return;
-    }
-    out = model::BasicCredentials{token->username, token->password};
-  };
-  boost::asio::co_spawn(io, work(), [](std::exception_ptr) {});
-  io.run_for(timeout * 4);
-  return out;
+  auto http = std::make_shared<registry::HttpClient>(io->get_executor(), registry::TlsOptions{}, http_options);
+  auto out = std::make_shared<EcrToken>(std::unexpected("GetAuthorizationToken did not finish"));
+  boost::asio::co_spawn(*io, fetch_ecr_token(http, registry, secret ? std::optional(*secret) : std::nullopt, out),
+                        boost::asio::detached);
+  http.reset();  // the coroutine keeps it
+  io->run_for(timeout * 4);
+  if (!io->stopped()) {
+    // Still waiting (each request is bounded by the timeouts above): let it finish on its own
+    // thread, which owns everything it touches, and answer now.
+    std::thread([io] { io->run(); }).detach();
+    return std::unexpected("GetAuthorizationToken did not answer within " + std::to_string((timeout * 4).count()) +
+                           " ms");
+  }
+  return *out;
 }
 
 }  // namespace ferry::operator_
