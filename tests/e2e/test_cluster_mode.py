@@ -187,6 +187,15 @@ spec:
         self.assertEqual((out["phase"], out["images"]["replicated"]), ("COMPLETE", 3))
         self.assertRegex(self.kubectl("get", "replicationbackfills").stdout,
                          r"old-images\s+us-east-1\s+us-west-2\s+COMPLETE\s+3\s+3\s+0\s+0")
+        # Each phase change is an Event about the backfill, the last one saying how it ended.
+        events = [e for e in self.get("events.events.k8s.io", "-n", "default")["items"]
+                  if e["regarding"].get("kind") == "ReplicationBackfill"]
+        reasons = [e["reason"] for e in sorted(events, key=lambda e: e["eventTime"])]
+        self.assertEqual(reasons[-1], "BackfillComplete", reasons)
+        self.assertIn("BackfillInProgress", reasons)
+        done = [e for e in events if e["reason"] == "BackfillComplete"][0]
+        self.assertEqual((done["type"], done["regarding"]["name"]), ("Normal", "old-images"))
+        self.assertIn("COMPLETE: 3 replicated, 0 skipped, 0 failed of 3", done["note"])
 
     def test_policy_applied_later_lets_the_next_push_through(self):
         self.apply(replication_config("a", self.a, [self.c]))
