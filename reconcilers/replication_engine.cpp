@@ -1164,7 +1164,6 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     auto record = repository_from_ecr(dest, made);
     record.metadata.generation = 1;
     record.metadata.creation_timestamp = now_text();
-    record.spec.resource_tags.clear();
     for (const auto& [k, v] : in.tags) record.spec.resource_tags.push_back({k, v});
     record.status.created_by = "Replication";
     record.status.created_at = record.metadata.creation_timestamp;
@@ -1595,13 +1594,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       for (auto& e : *listed) {
         if (model::backfill_covers(index, object, e.repository, e.tag)) items.push_back({e.repository, e.tag, e.digest, 'p'});
       }
-      run = find_backfill(name);
-      if (!run) co_return std::expected<void, std::string>{};
-      run->items = std::move(items);
-      run->listed = true;
-      recount(*run);
-      spdlog::info("msg=\"backfill listed\" backfill={} images={} via=DescribeImages", name, run->items.size());
-      persist_backfill(*run);
+      keep_listing(name, std::move(items), "DescribeImages");
       co_return std::expected<void, std::string>{};
     }
     auto copier_now = copier;
@@ -1636,15 +1629,19 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
     });
     if (!failure.empty()) co_return std::unexpected(failure);
     std::erase_if(items, [](const BackfillItem& x) { return x.digest.empty(); });
-    run = find_backfill(name);
-    if (!run) co_return std::expected<void, std::string>{};
+    keep_listing(name, std::move(items), "catalog");
+    co_return std::expected<void, std::string>{};
+  }
+
+  // The listing becomes the backfill's kept list (if the backfill still exists).
+  void keep_listing(const std::string& name, std::vector<BackfillItem> items, std::string_view via) {
+    BackfillRun* run = find_backfill(name);
+    if (!run) return;
     run->items = std::move(items);
     run->listed = true;
     recount(*run);
-    spdlog::info("msg=\"backfill listed\" backfill={} repositories={} images={}", name, repos->size(),
-                 run->items.size());
+    spdlog::info("msg=\"backfill listed\" backfill={} images={} via={}", name, run->items.size(), via);
     persist_backfill(*run);
-    co_return std::expected<void, std::string>{};
   }
 
   // One image: skipped when the destination's tag already names its digest, else recorded and
