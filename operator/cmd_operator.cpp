@@ -39,7 +39,7 @@
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/parse.hpp"
 #include "reconcilers/model/serialize.hpp"
-#include "reconcilers/replication_engine.hpp"
+#include "engine/replication_engine.hpp"
 #include "reconcilers/status.hpp"
 #include "store/kube_store.hpp"
 
@@ -65,6 +65,10 @@ flags:
   --state-namespace NS                namespace of the engine's bookkeeping ConfigMaps
                                       (default: the leader election namespace)
   --completed-ttl DURATION            COMPLETE ImageReplications are deleted after (default 24h)
+  --failed-ttl DURATION               a destination failing for a cause that can pass is retried until
+                                      its record is this old; records with a FAILED destination are
+                                      deleted this long after they finished (default 24h)
+  --retry-pause-max DURATION          longest pause between attempts at one destination (default 10m)
   --max-parallel N                    destination copies in flight (default 16)
   --webhook-port PORT                 validating admission webhook, HTTPS (default 9443; 0 disables)
   --webhook-host HOST                 address the webhook binds (default: all)
@@ -113,7 +117,7 @@ std::string identity() {
 
 int run_operator(int argc, char** argv) {
   Flags f;
-  reconcilers::EngineOptions engine_options;
+  engine::EngineOptions engine_options;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -176,6 +180,15 @@ int run_operator(int argc, char** argv) {
         auto d = model::parse_duration(v);
         if (!d) throw std::invalid_argument("--completed-ttl: \"" + v + "\" is not a duration (e.g. 24h)");
         engine_options.completed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      } else if (arg == "--retry-pause-max" || arg == "--failed-ttl") {
+        const std::string v = next();
+        auto d = model::parse_duration(v);
+        if (!d || d->count() <= 0) throw std::invalid_argument(arg + ": \"" + v + "\" is not a positive duration (e.g. 10m)");
+        if (arg == "--failed-ttl") {
+          engine_options.failed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+        } else {
+          engine_options.retry_pause_max = *d;
+        }
       } else if (arg == "--max-parallel") {
         engine_options.max_parallel = std::max(1, number(next()));
       } else if (arg == "--webhook-port") {
@@ -314,7 +327,7 @@ int run_operator(int argc, char** argv) {
   engine_options.on_effective_change = [&manager_ptr] {
     if (manager_ptr) manager_ptr->requeue_replication_configs();
   };
-  reconcilers::ReplicationEngine engine(engine_io, records, engine_options);
+  engine::ReplicationEngine engine(engine_io, records, engine_options);
   std::atomic<bool> engine_running{false};
   std::atomic<bool> shutting_down{false};
   std::string engine_signature;  // engine thread only

@@ -12,7 +12,7 @@
 #include "operator/http_server.hpp"
 #include "operator/logging.hpp"
 #include "reconcilers/model/parse.hpp"
-#include "reconcilers/replication_engine.hpp"
+#include "engine/replication_engine.hpp"
 #include "store/manifest_loader.hpp"
 #include "store/state_dir.hpp"
 
@@ -25,7 +25,8 @@ namespace {
 constexpr std::string_view kUsage =
     "usage: ferry run --manifests DIR [--state-dir DIR] [--listen HOST:PORT] [--log-format text|json]\n"
     "                 [--log-level trace|debug|info|warn|error]\n"
-    "                 [--completed-ttl DURATION] [--max-parallel N]\n"
+    "                 [--completed-ttl DURATION] [--failed-ttl DURATION] [--retry-pause-max DURATION]\n"
+    "                 [--max-parallel N]\n"
     "Reads Ferry resources (and Secrets) from DIR, re-reads them when files change, keeps records\n"
     "in the state directory (default ./ferry-state) and serves /healthz, /readyz, /metrics and\n"
     "POST /registry-events/{registryName} on --listen (default 127.0.0.1:8080).\n";
@@ -59,7 +60,7 @@ std::vector<model::Resource> load(const fs::path& dir) {
 int run_run(int argc, char** argv) {
   fs::path manifests, state_dir = "ferry-state";
   std::string listen = "127.0.0.1:8080";
-  reconcilers::EngineOptions options;
+  engine::EngineOptions options;
   for (int i = 0; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](std::string_view flag) -> std::optional<std::string> {
@@ -80,6 +81,19 @@ int run_run(int argc, char** argv) {
         return 2;
       }
       options.completed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    } else if (auto v7 = value("--retry-pause-max"); v7 || (v7 = value("--failed-ttl"))) {
+      const bool pause = a.starts_with("--retry-pause-max");
+      auto d = model::parse_duration(*v7);
+      if (!d || d->count() <= 0) {
+        std::cerr << "ferry run: " << (pause ? "--retry-pause-max " : "--failed-ttl ") << *v7
+                  << " is not a positive duration (e.g. 10m)\n";
+        return 2;
+      }
+      if (pause) {
+        options.retry_pause_max = *d;
+      } else {
+        options.failed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      }
     } else if (auto v6 = value("--max-parallel")) {
       options.max_parallel = std::max(1, std::atoi(v6->c_str()));
     } else if (a == "-h" || a == "--help") {
@@ -109,7 +123,7 @@ int run_run(int argc, char** argv) {
     std::cerr << "ferry run: " << e.what() << "\n";
     return 2;
   }
-  reconcilers::ReplicationEngine engine(io, *state, options);
+  engine::ReplicationEngine engine(io, *state, options);
   engine.set_resources(load(manifests));
   bool ready = false;
 

@@ -300,6 +300,42 @@ Task<Result<Manifest>> RegistryClient::get_manifest(std::string repository, std:
   co_return m;
 }
 
+Task<Result<Referrers>> RegistryClient::referrers(std::string repository, std::string digest) {
+  const std::string op = "GET referrers";
+  if (!valid_repository_name(repository)) co_return fail(ErrorKind::InvalidReference, "invalid repository name '" + repository + "'");
+  if (!valid_digest(digest)) co_return fail(ErrorKind::InvalidReference, "referrers of '" + digest + "': not a sha256 digest");
+  HttpRequest req{.method = "GET", .url = url("/v2/" + repository + "/referrers/" + digest),
+                  .headers = {{"Accept", std::string(media::oci_index)}}, .body = {}};
+  auto resp = co_await send(op, req, pull_scope(repository), repository, digest);
+  if (!resp) co_return std::unexpected(resp.error());
+  Referrers out;
+  if (resp->status() == 200) {
+    auto body = co_await resp->read_all(kMaxManifestBytes);
+    if (!body) co_return std::unexpected(body.error());
+    auto info = inspect_manifest(*body, resp->header("Content-Type"));
+    if (!info || !info->is_index) {
+      co_return fail(ErrorKind::Protocol, op + " " + repository + "@" + digest + ": the answer is not an image index");
+    }
+    out.manifests = std::move(info->children);
+    out.api = true;
+    co_return out;
+  }
+  if (resp->status() != 404) co_return std::unexpected(co_await error_from(*resp, op, repository, digest));
+  // No referrers API: the tag schema (distribution-spec 1.1), an index tagged sha256-<hex>.
+  const std::string tag = "sha256-" + digest.substr(std::string_view("sha256:").size());
+  auto index = co_await get_manifest(repository, tag);
+  if (!index) {
+    if (index.error().kind == ErrorKind::NotFound) co_return out;
+    co_return std::unexpected(index.error());
+  }
+  auto info = inspect_manifest(index->bytes, index->media_type);
+  if (!info || !info->is_index) co_return out;  // a tag of that name that is not the schema's index
+  out.manifests = std::move(info->children);
+  out.fallback_tag = tag;
+  out.fallback_index = index->digest;
+  co_return out;
+}
+
 Task<Result<std::string>> RegistryClient::put_manifest(std::string repository, std::string reference,
                                                        std::string media_type, std::string bytes) {
   const std::string op = "PUT manifest";

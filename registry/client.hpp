@@ -14,6 +14,7 @@
 
 #include "registry/auth.hpp"
 #include "registry/http.hpp"
+#include "registry/wire.hpp"
 #include "registry/retry.hpp"
 
 namespace ferry::registry {
@@ -45,6 +46,15 @@ struct UploadSession {
   Url location;
 };
 
+// The referrers of a manifest (OCI 1.1): what the referrers API lists, or, where a registry has no
+// such API (docker distribution 2.8 and v3), the index under the tag schema's sha256-<hex> tag.
+struct Referrers {
+  std::vector<Descriptor> manifests;
+  std::string fallback_tag;    // set when they came from the tag schema: the tag,
+  std::string fallback_index;  // and the digest of the index it names
+  bool api = false;            // the registry answered the referrers API
+};
+
 struct MountOutcome {
   bool mounted = false;
   std::optional<UploadSession> session;  // when the registry declined the mount
@@ -67,6 +77,9 @@ class RegistryClient {
   Task<Result<std::optional<ManifestHead>>> head_manifest(std::string repository, std::string reference);
   // Refuses manifests over 4 MiB and bytes that do not match a digest reference.
   Task<Result<Manifest>> get_manifest(std::string repository, std::string reference);
+  // The referrers of the manifest `digest`; empty when it has none (or the registry neither has
+  // the API nor the tag).
+  Task<Result<Referrers>> referrers(std::string repository, std::string digest);
   // PUT the bytes unchanged; returns the digest the registry reports (or computes locally).
   Task<Result<std::string>> put_manifest(std::string repository, std::string reference, std::string media_type,
                                          std::string bytes);

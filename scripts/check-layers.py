@@ -18,7 +18,8 @@ LAYERS = [
     ("kube", 1),
     ("aws", 2),  # on registry (HttpClient) and the model
     ("store", 2),
-    ("reconcilers", 3),
+    ("reconcilers", 3),  # the controllers' pure parts: status, conditions, admission
+    ("engine", 4),  # on the store, the clients and the reconcilers' record conditions
     ("operator/runtime", 4),
     ("operator", 5),
 ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test peers that Debian does not package (kube-apiserver, kubectl, etcd, helm, crane,
-# regsync, regctl, distribution v3, the kstatus checker) at the versions in scripts/peers.versions,
-# through the Go module proxy, into a cache outside the work tree. Idempotent: a peer already built
+# regsync, regctl, distribution v3, the kstatus checker, a registry with the referrers API) at the
+# versions in scripts/peers.versions, through the Go module proxy, into a cache outside the work tree. Idempotent: a peer already built
 # at its pinned version is not rebuilt. The last line printed is the folder holding all of them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -103,15 +103,16 @@ build_helm() {
   mark "$name" "$v+kube"
 }
 
-build_kstatus() {
-  # tests/kstatus is the project's own small Go program; rebuilt when its source changes.
-  local src="$root/tests/kstatus" sum
+# build_own NAME DIR: one of the project's own small Go test programs (tests/DIR); rebuilt when its
+# source changes.
+build_own() {
+  local name=$1 src="$root/tests/$2" sum
   [ -d "$src" ] || return 0
   sum=$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16)
-  have ferry-kstatus "$sum" && return 0
-  log "building tests/kstatus"
-  (cd "$src" && "$GO" build -trimpath -o "$bin/ferry-kstatus" .)
-  mark ferry-kstatus "$sum"
+  have "$name" "$sum" && return 0
+  log "building tests/$2"
+  (cd "$src" && "$GO" build -trimpath -o "$bin/$name" .)
+  mark "$name" "$sum"
 }
 
 build_etcd
@@ -124,7 +125,9 @@ gobuild crane "$CRANE" github.com/google/go-containerregistry github.com/google/
 gobuild regsync "$REGCLIENT" github.com/regclient/regclient github.com/regclient/regclient/cmd/regsync
 gobuild regctl "$REGCLIENT" github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl
 gobuild registry-v3 "$DISTRIBUTION" github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry
-build_kstatus
+build_own ferry-kstatus kstatus
+# go-containerregistry's registry with the OCI referrers API on (S19 tests).
+build_own ferry-referrers-registry referrers-registry
 # Python peers for the AWS tests (SPEC 7): boto3/botocore (the independent client and the signing
 # oracle) and moto's server (ECR, SQS, STS), pinned in peers.versions, in a venv beside bin/ (pip
 # from PyPI; python3-venv from install-deps.sh). Skipped when the venv already has those versions.

@@ -676,6 +676,7 @@ ImageReplication read_image_replication(ObjectReader& top, FieldErrors& errors) 
       rs.started_at = d.str("startedAt").value_or("");
       rs.completed_at = d.str("completedAt").value_or("");
       rs.authorized_by = d.str("authorizedBy").value_or("");
+      rs.next_attempt_at = d.str("nextAttemptAt").value_or("");
       rs.tagged = d.boolean("tagged").value_or(true);
       ir.status.replication_statuses.push_back(std::move(rs));
     }

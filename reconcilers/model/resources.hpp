@@ -293,6 +293,7 @@ struct ReplicationStatus {
   std::string started_at;
   std::string completed_at;
   std::string authorized_by;
+  std::string next_attempt_at;  // set while IN_PROGRESS after a failed attempt (S20)
   bool tagged = true;
   bool operator==(const ReplicationStatus&) const = default;
 };

@@ -83,6 +83,7 @@ json::object to_json(const ImageReplication& r) {
     put(x, "startedAt", rs.started_at);
     put(x, "completedAt", rs.completed_at);
     put(x, "authorizedBy", rs.authorized_by);
+    put(x, "nextAttemptAt", rs.next_attempt_at);
     x["tagged"] = rs.tagged;
     statuses.push_back(std::move(x));
   }

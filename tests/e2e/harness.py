@@ -2,6 +2,7 @@
 the pushing client, and the real `ferry run` binary. Every process started here is stopped by
 its PID in cleanup, even when a test fails. Loopback only."""
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -18,6 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SUPPORT = os.path.join(ROOT, "tests", "support")
 FERRY = os.environ.get("FERRY_BINARY", os.path.join(ROOT, "build", "operator", "ferry"))
 OCI_IMAGE = os.path.join(SUPPORT, "oci_image.py")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 sys.path.insert(0, SUPPORT)
 from testproc import free_port, wait_until  # noqa: E402
 from kube_control_plane import ControlPlane, peer  # noqa: E402
@@ -64,12 +68,22 @@ class Process:
             return f.read().decode(errors="replace")
 
 
-class Registry:
-    """One docker-registry process standing for one (account, region) registry."""
+# Registry servers a test can stand up: Docker distribution 2.8 (Debian's docker-registry), v3
+# (built by scripts/test-peers.sh) and go-containerregistry's registry with the OCI referrers API
+# (tests/referrers-registry; in memory, no notifications). Neither distribution has that API.
+SERVERS = ("docker-registry", "registry-v3", "referrers")
 
-    def __init__(self, workdir, name, registry_id, region, notify_url=None, token=None, htpasswd=None):
+
+class Registry:
+    """One registry process standing for one (account, region) registry."""
+
+    def __init__(self, workdir, name, registry_id, region, notify_url=None, token=None, htpasswd=None,
+                 server="docker-registry"):
         """htpasswd=(user, password): Basic authentication required (an ECR data plane's stand-in)."""
+        assert server in SERVERS, server
+        assert server != "referrers" or not (notify_url or htpasswd), "the referrers registry has neither"
         self.name, self.registry_id, self.region = name, registry_id, region
+        self.server = server
         self.creds = htpasswd
         self.port = free_port()
         self.dir = os.path.join(workdir, "registries", name)
@@ -100,14 +114,28 @@ class Registry:
         self._start()
 
     def _start(self):
-        self.process = Process(["docker-registry", "serve", os.path.join(self.dir, "config.yml")],
-                               os.path.join(self.dir, "registry.log"))
+        if self.server == "referrers":
+            args = [peer("ferry-referrers-registry"), self.host]
+        else:
+            binary = "docker-registry" if self.server == "docker-registry" else peer("registry-v3")
+            args = [binary, "serve", os.path.join(self.dir, "config.yml")]
+        self.process = Process(args, os.path.join(self.dir, "registry.log"))
         wait_until(self._up, 10, what=f"registry {self.name} on port {self.port}")
 
     def _write_htpasswd(self, user, password):
         line = run(["htpasswd", "-nbB", user, password]).stdout.strip()
         with open(os.path.join(self.dir, "htpasswd"), "w") as f:
             f.write(line + "\n")
+
+    def stop(self):
+        """Stops the registry process (its data stays); `start_again` brings it back on the same port."""
+        self.process.stop()
+
+    def start_again(self, test_procs):
+        """Starts the registry again on the same port with the same data; the new process joins
+        `test_procs` (stopped by PID at cleanup)."""
+        self._start()
+        test_procs.append(self.process)
 
     def restart_with_password(self, password, test_procs):
         """Stops the registry, lets `password` in instead of the old one, starts it on the same port
@@ -150,6 +178,61 @@ class Registry:
         if self.creds:
             req.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.creds).encode()).decode())
         return urllib.request.urlopen(req, timeout=5)
+
+    def _send(self, method, path_or_url, data=None, headers=None):
+        """(status, headers, body) of one request; HTTP errors are answers, not exceptions."""
+        url = path_or_url if path_or_url.startswith("http") else f"http://{self.host}{path_or_url}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        if self.creds:
+            req.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.creds).encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def push_blob(self, repo, data):
+        """A monolithic upload (POST, then PUT ?digest=); returns the digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        status, headers, body = self._send("POST", f"/v2/{repo}/blobs/uploads/")
+        assert status == 202, (status, body)
+        location = urllib.parse.urljoin(f"http://{self.host}/", headers["Location"])
+        location += ("&" if "?" in location else "?") + "digest=" + digest
+        status, _, body = self._send("PUT", location, data, {"Content-Type": "application/octet-stream"})
+        assert status == 201, (status, body)
+        return digest
+
+    def push_manifest(self, repo, ref, body, media_type):
+        status, _, answer = self._send("PUT", f"/v2/{repo}/manifests/{ref}", body, {"Content-Type": media_type})
+        assert status == 201, (status, answer)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def push_referrer(self, repo, subject, artifact_type, payload, tag_schema=False):
+        """An artifact whose subject is the image manifest `subject`, pushed by digest only (no tag),
+        as cosign or oras do; with tag_schema, also listed in the sha256-<hex> tag's index (the
+        distribution-spec 1.1 fallback for registries without the referrers API). Returns its digest."""
+        subject_bytes = self.manifest(repo, subject)
+        empty = self.push_blob(repo, b"{}")
+        layer = self.push_blob(repo, payload)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer, "size": len(payload)}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": len(subject_bytes)}}).encode()
+        digest = self.push_manifest(repo, "sha256:" + hashlib.sha256(manifest).hexdigest(), manifest, OCI_MANIFEST)
+        if tag_schema:
+            tag = "sha256-" + subject.split(":", 1)[1]
+            existing = self.manifest(repo, tag)
+            index = json.loads(existing) if existing else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+            index["manifests"].append({"mediaType": OCI_MANIFEST, "artifactType": artifact_type, "digest": digest,
+                                       "size": len(manifest)})
+            self.push_manifest(repo, tag, json.dumps(index).encode(), OCI_INDEX)
+        return digest
+
+    def referrers(self, repo, digest):
+        """The descriptors the referrers API lists for `digest` (None: the registry has no such API)."""
+        status, _, body = self._send("GET", f"/v2/{repo}/referrers/{digest}", headers={"Accept": OCI_INDEX})
+        return json.loads(body).get("manifests", []) if status == 200 else None
 
     def tags(self, repo):
         try:
@@ -238,9 +321,10 @@ class Ferry:
     def remove(self, name):
         os.remove(os.path.join(self.manifests, name))
 
-    def start(self, env=None):
+    def start(self, env=None, args=()):
         self.process = Process([FERRY, "run", "--manifests", self.manifests, "--state-dir", self.state,
-                                "--listen", f"127.0.0.1:{self.port}"], os.path.join(self.workdir, "ferry.log"), env=env)
+                                "--listen", f"127.0.0.1:{self.port}", *args], os.path.join(self.workdir, "ferry.log"),
+                               env=env)
         wait_until(self._ready, 15, what="ferry /readyz")
         return self
 
@@ -387,8 +471,9 @@ class E2ETest(unittest.TestCase):
             getattr(getattr(outcome, "result", None), "failures", [])
         return any(t is self for t, _ in errors)
 
-    def registry(self, name, registry_id, region, notify=True, token=None, htpasswd=None):
-        r = Registry(self.workdir, name, registry_id, region, self.ferry.url if notify else None, token, htpasswd)
+    def registry(self, name, registry_id, region, notify=True, token=None, htpasswd=None, server="docker-registry"):
+        r = Registry(self.workdir, name, registry_id, region, self.ferry.url if notify else None, token, htpasswd,
+                     server)
         self._procs.append(r.process)
         return r
 

@@ -786,6 +786,132 @@ class Durability(E2ETest):
         self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
 
 
+class CatchUp(E2ETest):
+    """S20: a destination that is down longer than one attempt cycle still gets every push made
+    meanwhile, without a new push and across a restart of Ferry; a permanent cause is not retried."""
+
+    def test_s20_destination_down_three_minutes_receives_every_push_across_a_restart(self):
+        self.same_account_pair()
+        # Pauses between catch-up attempts are capped at 10 s here (10 min by default).
+        args = ("--retry-pause-max", "10s")
+        self.ferry.start(args=args)
+        self.b.stop()
+        down_at = time.monotonic()
+        tags = ["v1", "v2", "v3"]
+        for i, tag in enumerate(tags):
+            self.image(seed=f"down-{i}", tag=tag).push(self.a, "prod/app")
+
+        def catching_up():
+            entries = [s for tag in tags for s in statuses_of(self.ferry, "prod/app", tag)]
+            if len(entries) == len(tags) and all(s.get("nextAttemptAt") for s in entries):
+                return entries
+            return None
+        # Past the attempt cycle (5 attempts, about 30 s): still IN_PROGRESS, with the last error
+        # and the next attempt's time, never FAILED.
+        time.sleep(45)
+        entries = wait_until(catching_up, 30, what="every destination retrying with a next attempt time")
+        for s in entries:
+            self.assertEqual(s["status"], "IN_PROGRESS", s)
+            self.assertRegex(s["message"], r"attempt \d+ failed: .*(refused|connect)", s)
+        # Ferry restarts while the destination is still down.
+        self.ferry.stop()
+        self.ferry.start(args=args)
+        remaining = 180 - (time.monotonic() - down_at)
+        if remaining > 0:
+            time.sleep(remaining)
+        for tag in tags:
+            self.assertEqual(statuses_of(self.ferry, "prod/app", tag)[0]["status"], "IN_PROGRESS")
+        returned_at = time.monotonic()
+        self.b.start_again(self._procs)
+        for tag in tags:
+            st = self.ferry.wait_status("prod/app", tag, expected=1, timeout=60)[(A_ID, "us-west-2")]
+            self.assertEqual(st["status"], "COMPLETE", st)
+            self.assertNotIn("nextAttemptAt", st)
+            self.assertEqual(self.b.manifest("prod/app", tag), self.a.manifest("prod/app", tag))
+        sys.stderr.write(f"\ncatch-up: every push COMPLETE {time.monotonic() - returned_at:.1f} s after the "
+                         "destination returned\n")
+
+    def test_s20_a_permanent_cause_fails_at_once_and_is_not_retried(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", B_ID, "eu-west-1")  # another account, no policy: access denied
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start(args=("--retry-pause-max", "10s"))
+        self.image(seed="denied").push(a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=20)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "FAILED", st)
+        self.assertEqual(st["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.assertNotIn("nextAttemptAt", st)
+        self.assertNotIn("attempt", st.get("message", ""))
+
+
+SIGNATURE = "application/vnd.dev.cosign.simplesigning.v1+json"
+SBOM = "application/spdx+json"
+
+
+class Referrers(E2ETest):
+    """S19: artifacts whose subject is an image (a signature, an SBOM) follow that image."""
+
+    def test_s19_referrers_pushed_by_digest_alone_follow_through_the_referrers_api(self):
+        # go-containerregistry's registry, with the referrers API and no notifications: polling
+        # sees tags only, so only the referrers lookup can find these.
+        a = self.registry("a", A_ID, "us-east-1", notify=False, server="referrers")
+        b = self.registry("b", A_ID, "us-west-2", notify=False, server="referrers")
+        self.ferry.write("regs.yaml", a.resource(poll="1s") + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        time.sleep(1.5)  # the first poll records the baseline
+        img = self.image(seed="signed-later")
+        img.push(a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=20)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        # Signed and scanned after it replicated, by digest alone.
+        sig = a.push_referrer("prod/app", img.digest, SIGNATURE, b'{"critical":{"image":"prod/app"}}')
+        sbom = a.push_referrer("prod/app", img.digest, SBOM, b'{"spdxVersion":"SPDX-2.3"}')
+
+        def listed_at_destination():
+            got = {d["digest"]: d.get("artifactType") for d in b.referrers("prod/app", img.digest) or []}
+            return got if set(got) == {sig, sbom} else None
+        got = wait_until(listed_at_destination, 30, what="both referrers listed by the destination's referrers API")
+        # The destination lists them as the source does (this registry reports config.mediaType as
+        # artifactType); the manifests themselves carry theirs, byte for byte.
+        self.assertEqual(got, {d["digest"]: d.get("artifactType") for d in a.referrers("prod/app", img.digest)})
+        for d, kind in ((sig, SIGNATURE), (sbom, SBOM)):
+            self.assertEqual(b.manifest("prod/app", d), a.manifest("prod/app", d))
+            self.assertEqual(json.loads(b.manifest("prod/app", d))["artifactType"], kind)
+            self.assertEqual([s["status"] for s in statuses_of(self.ferry, "prod/app", d)], ["COMPLETE"])
+        self.assertEqual(b.tags("prod/app"), ["v1"], "referrers go by digest; no tag is made up")
+
+    def _tag_schema_referrers_follow_their_image(self, server):
+        a = self.registry("a", A_ID, "us-east-1", server=server)
+        b = self.registry("b", A_ID, "us-west-2", server=server)
+        img = self.image(seed="promoted-" + server)
+        img.push(a, "prod/app")  # before replication applies (S3): not copied on its own
+        sig = a.push_referrer("prod/app", img.digest, SIGNATURE, b"signature", tag_schema=True)
+        sbom = a.push_referrer("prod/app", img.digest, SBOM, b"sbom", tag_schema=True)
+        self.assertIsNone(a.referrers("prod/app", img.digest), f"{server} has no referrers API")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        img.push(a, "prod/app", tag="v2")  # promoted: the same image under a new tag
+        st = self.ferry.wait_status("prod/app", "v2", expected=1, timeout=20)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        fallback = "sha256-" + img.digest.split(":", 1)[1]
+        wait_until(lambda: b.manifest("prod/app", fallback) == a.manifest("prod/app", fallback), 20,
+                   what="the tag schema's index at the destination")
+        listed = [d["digest"] for d in json.loads(b.manifest("prod/app", fallback))["manifests"]]
+        self.assertEqual(listed, [sig, sbom])
+        for d in (sig, sbom):
+            self.assertEqual(b.manifest("prod/app", d), a.manifest("prod/app", d))
+        self.assertIsNone(b.manifest("prod/app", "v1"), "S3 still holds for the tag pushed before")
+
+    def test_s19_tag_schema_referrers_follow_their_image_on_distribution_2_8(self):
+        self._tag_schema_referrers_follow_their_image("docker-registry")
+
+    def test_s19_tag_schema_referrers_follow_their_image_on_distribution_v3(self):
+        self._tag_schema_referrers_follow_their_image("registry-v3")
+
+
 class PushDetection(E2ETest):
     def test_polling_notices_pushes_without_notifications(self):
         a = self.registry("a", A_ID, "us-east-1", notify=False)

@@ -15,15 +15,20 @@
 #include "reconcilers/model/resources.hpp"
 #include "store/record_store.hpp"
 
-namespace ferry::reconcilers {
+namespace ferry::engine {
 
 struct EngineOptions {
   std::size_t max_parallel = 16;  // destination copies in flight
-  int max_attempts = 5;           // per destination, each with the copier's own retries inside
+  int max_attempts = 5;  // per destination before catching up (S20); the copier retries inside each
   std::chrono::milliseconds retry_base{2000};
+  // S20: pauses between attempts grow from retry_base to this; a destination failing for a cause
+  // that can pass keeps catching up past max_attempts until its record is failed_ttl old.
+  std::chrono::milliseconds retry_pause_max{std::chrono::minutes(10)};
+  std::chrono::seconds failed_ttl{
+      std::chrono::hours(24)};  // also: records with a FAILED destination are removed after
   std::chrono::seconds completed_ttl{std::chrono::hours(24)};  // COMPLETE records are removed after
-  std::string user_agent = "ferry-replicator/0.1";             // how Ferry's own writes are recognised
-  std::size_t max_known_tags_per_registry = 200'000;           // polling baseline bound
+  std::string user_agent = "ferry-replicator/0.1";    // how Ferry's own writes are recognised
+  std::size_t max_known_tags_per_registry = 200'000;  // polling baseline bound
   // Called on the engine's thread when a destination ends FAILED (cluster mode records a
   // Kubernetes Event); the record is already saved.
   std::function<void(const model::ImageReplication&, const model::ReplicationStatus&)> on_failed;
@@ -44,7 +49,8 @@ struct NotificationOutcome {
 // handlers and timers of `ferry run` are).
 class ReplicationEngine {
  public:
-  ReplicationEngine(boost::asio::io_context& io, store::RecordStore& store, EngineOptions options = {});
+  ReplicationEngine(boost::asio::io_context& io, store::RecordStore& store,
+                    EngineOptions options = {});
   ~ReplicationEngine();
   ReplicationEngine(const ReplicationEngine&) = delete;
   ReplicationEngine& operator=(const ReplicationEngine&) = delete;
@@ -65,10 +71,11 @@ class ReplicationEngine {
   // The part of POST /registry-events/{registryName} decided from the headers alone, before the
   // body is read (SPEC §6): unknown Registry (404), token Secret missing (503), bearer token
   // missing or wrong (401). nullopt: go on and read the body.
-  std::optional<NotificationOutcome> authenticate_notification(const std::string& registry_name,
-                                                               const std::string& authorization) const;
+  std::optional<NotificationOutcome> authenticate_notification(
+      const std::string& registry_name, const std::string& authorization) const;
   // POST /registry-events/{registryName}: records every push before answering 200.
-  NotificationOutcome on_notification(const std::string& registry_name, const std::string& content_type,
+  NotificationOutcome on_notification(const std::string& registry_name,
+                                      const std::string& content_type,
                                       const std::string& authorization, const std::string& body);
 
   std::vector<model::ImageReplication> records() const;
@@ -86,4 +93,4 @@ class ReplicationEngine {
   std::shared_ptr<Impl> impl_;
 };
 
-}  // namespace ferry::reconcilers
+}  // namespace ferry::engine

@@ -1,0 +1,96 @@
+// Resources → endpoints (host, TLS, credentials) and the copier's table of registries.
+#include <spdlog/spdlog.h>
+
+#include <boost/url/parse.hpp>
+
+#include "engine/engine_impl.hpp"
+#include "reconcilers/model/secret_data.hpp"
+
+namespace ferry::engine {
+
+Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
+  Endpoint e;
+  auto url = boost::urls::parse_absolute_uri(r.spec.endpoint);
+  if (!url) {
+    e.error = "endpoint " + r.spec.endpoint + " is not a URL";
+    return e;
+  }
+  e.host = std::string(url->host());
+  if (url->has_port()) e.host += ":" + std::string(url->port());
+  e.config.host = e.host;
+  e.config.plain_http = url->scheme() == "http";
+  e.config.tls.verify = !r.spec.tls_insecure_skip_verify;
+  e.config.user_agent = opts.user_agent;
+  if (r.spec.tls_ca_secret_ref) {
+    const model::Secret* s = index.secret(*r.spec.tls_ca_secret_ref);
+    auto ca = s ? model::ca_bundle_from_secret(*s) : std::nullopt;
+    if (!ca) {
+      e.error = "TLS CA Secret " + r.spec.tls_ca_secret_ref->namespace_ + "/" +
+                r.spec.tls_ca_secret_ref->name +
+                " not found or has none of the keys ca.crt, ca.pem, tls.crt";
+      return e;
+    }
+    e.config.tls.ca_pems.push_back(std::move(*ca));
+  }
+  if (r.spec.credentials_secret_ref &&
+      r.spec.type != model::RegistryType::Ecr) {  // ECR: a token (rebuild_copier)
+    const auto& ref = *r.spec.credentials_secret_ref;
+    const model::Secret* s = index.secret(ref);
+    if (!s) {
+      e.error = "credentials Secret " + ref.namespace_ + "/" + ref.name + " not found";
+      return e;
+    }
+    auto creds = model::credentials_from_secret(*s, e.host);
+    if (!creds) {
+      e.error = "credentials Secret " + ref.namespace_ + "/" + ref.name +
+                " holds no credentials for " + e.host;
+      return e;
+    }
+    e.config.credentials.username = creds->username;
+    e.config.credentials.password = creds->password;
+  }
+  return e;
+}
+
+void ReplicationEngine::Impl::set_resources(std::vector<model::Resource> next) {
+  resources = std::move(next);
+  index = model::ResourceIndex(resources);
+  update_ecr_registries();
+  endpoints.clear();
+  for (const auto& r : index.registries()) {
+    auto e = endpoint_for(r);
+    if (!e.error.empty()) {
+      spdlog::error("msg=\"registry unusable\" registry={} error=\"{}\"", r.metadata.name, e.error);
+    }
+    endpoints[key_text(r.key())] = std::move(e);
+  }
+  rebuild_copier();
+  update_effective_times();
+  restart_polling();
+  update_backfills();
+  if (started) pump();
+}
+
+// The copier sees every registry's connection settings, ECR tokens included; rebuilt when
+// the resources or a token change (copies in flight keep the copier they started with).
+void ReplicationEngine::Impl::rebuild_copier() {
+  std::map<std::string, registry::RegistryConfig> by_host;
+  for (const auto& [k, e] : endpoints) {
+    auto config = e.config;
+    if (auto it = ecr.find(k); it != ecr.end() && it->second->token) {
+      config.credentials.username = it->second->token->username;
+      config.credentials.password = it->second->token->password;
+    }
+    by_host[e.host] = std::move(config);
+  }
+  copier = std::make_shared<registry::Copier>(io.get_executor(),
+                                              [by_host](const std::string& host, registry::Side) {
+                                                auto it = by_host.find(host);
+                                                if (it != by_host.end()) return it->second;
+                                                registry::RegistryConfig c;
+                                                c.host = host;
+                                                return c;
+                                              });
+}
+
+}  // namespace ferry::engine

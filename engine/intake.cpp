@@ -1,0 +1,112 @@
+// Notifications and pushes become durable ImageReplication records (S1, S3, S4, S5).
+#include <spdlog/spdlog.h>
+
+#include "engine/engine_impl.hpp"
+
+namespace ferry::engine {
+
+bool ReplicationEngine::Impl::is_self_write(const RegistryKey& reg,
+                                            const model::PushEvent& push) const {
+  if (push.user_agent.starts_with(opts.user_agent.substr(0, opts.user_agent.find('/') + 1)))
+    return true;
+  return self_writes.contains(key_text(reg) + "|" + push.repository + "|" + push.digest);
+}
+
+// Records one push; an error means it was not recorded and the caller must report failure.
+std::expected<void, std::string> ReplicationEngine::Impl::handle_push(const RegistryKey& src,
+                                                                      const model::PushEvent& push,
+                                                                      const char* via) {
+  if (is_self_write(src, push)) {
+    pushes.Add({{"via", via}, {"outcome", "own_write"}}).Increment();
+    return {};
+  }
+  if (!effective_loaded) {
+    pushes.Add({{"via", via}, {"outcome", "state_unreadable"}}).Increment();
+    return std::unexpected(
+        "the effective times (S3) could not be read yet; the push is not recorded");
+  }
+  auto dests = model::destinations_for_push(index, src, push.repository, push.tag);
+  const auto pushed = model::parse_rfc3339(push.timestamp);
+  std::erase_if(dests, [&](const RegistryKey& d) {
+    auto since = model::parse_rfc3339(effective_since(src, d));
+    if (!pushed || !since) return false;
+    // A push time in whole seconds (ECR's imagePushedAt as some APIs give it) is compared in
+    // whole seconds: a push in the second the destination started to apply counts as after.
+    if (std::chrono::floor<std::chrono::seconds>(*pushed) == *pushed) {
+      return *pushed < std::chrono::floor<std::chrono::seconds>(*since);
+    }
+    return *pushed < *since;  // S3: before this destination applied
+  });
+  // The baseline learns a tag only once its push is decided: a push whose record could not be
+  // written is seen again by the next poll.
+  if (dests.empty()) {
+    note_known(src, push.repository, push.tag, push.digest);
+    pushes.Add({{"via", via}, {"outcome", "no_destination"}}).Increment();
+    return {};
+  }
+  auto record = model::new_image_replication(src, push, dests, now_text());
+  if (records.contains(record.metadata.name)) {
+    note_known(src, push.repository, push.tag, push.digest);
+    pushes.Add({{"via", via}, {"outcome", "duplicate"}}).Increment();
+    return {};
+  }
+  if (auto w = state.save(record); !w) return std::unexpected(w.error());
+  note_known(src, push.repository, push.tag, push.digest);
+  pushes.Add({{"via", via}, {"outcome", "replicating"}}).Increment();
+  spdlog::info(
+      "msg=\"push recorded\" record={} registry={} repository={} digest={} tag={} destinations={} "
+      "via={}",
+      record.metadata.name, key_text(src), push.repository, push.digest, push.tag, dests.size(),
+      via);
+  const std::string name = record.metadata.name;
+  records.emplace(name, std::move(record));
+  for (const auto& d : dests) enqueue(name, d);
+  return {};
+}
+
+std::optional<NotificationOutcome> ReplicationEngine::Impl::authenticate_notification(
+    const std::string& registry_name, const std::string& authorization) const {
+  const model::Registry* reg = index.registry_named(registry_name);
+  if (!reg) return NotificationOutcome{404, "no Registry named \"" + registry_name + "\""};
+  if (reg->spec.notifications_token_secret_ref) {
+    const auto& ref = *reg->spec.notifications_token_secret_ref;
+    const model::Secret* s = index.secret(ref);
+    auto tok = s ? s->data.find("token") : decltype(s->data.end()){};
+    if (!s || tok == s->data.end()) {
+      return NotificationOutcome{503, "notification token Secret " + ref.namespace_ + "/" +
+                                          ref.name + " not found or has no token key"};
+    }
+    const std::string expected = "Bearer " + tok->second;
+    bool same = expected.size() == authorization.size();
+    unsigned char diff = 0;
+    for (std::size_t i = 0; same && i < expected.size(); ++i)
+      diff |= expected[i] ^ authorization[i];
+    if (!same || diff != 0) return NotificationOutcome{401, "missing or wrong bearer token"};
+  }
+  return std::nullopt;
+}
+
+NotificationOutcome ReplicationEngine::Impl::on_notification(const std::string& registry_name,
+                                                             const std::string& content_type,
+                                                             const std::string& authorization,
+                                                             const std::string& body) {
+  if (auto refused = authenticate_notification(registry_name, authorization)) return *refused;
+  const model::Registry* reg = index.registry_named(registry_name);
+  if (!model::is_notification_content_type(content_type)) {
+    return {415, "content type \"" + content_type +
+                     "\" is not application/vnd.docker.distribution.events.v1+json or v2+json"};
+  }
+  auto events = model::parse_notification(body);
+  if (!events) return {400, events.error()};
+  for (const auto& e : *events) {
+    if (auto r = handle_push(reg->key(), e, "notification"); !r) {
+      spdlog::error("msg=\"cannot record push\" registry={} repository={} digest={} error=\"{}\"",
+                    registry_name, e.repository, e.digest, r.error());
+      return {503, "cannot record push: " + r.error()};
+    }
+  }
+  save_known_soon();
+  return {200, std::to_string(events->size()) + " manifest pushes"};
+}
+
+}  // namespace ferry::engine

@@ -1,0 +1,77 @@
+// Start (records loaded, unfinished ones resumed) and the TTL sweep of COMPLETE records.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/detached.hpp>
+
+#include "engine/engine_impl.hpp"
+
+namespace ferry::engine {
+
+void ReplicationEngine::Impl::start() {
+  std::vector<std::string> problems;
+  for (auto& r : state.repositories(&problems))
+    created_repositories[r.metadata.name] = std::move(r);
+  for (auto& r : state.image_replications(&problems)) records[r.metadata.name] = std::move(r);
+  for (const auto& p : problems)
+    spdlog::error("msg=\"unreadable record skipped\" problem=\"{}\"", p);
+  for (const auto& [name, rec] : records) {
+    for (const auto& st : rec.status.replication_statuses) {
+      if (!st.authorized_by.empty())
+        self_writes.insert(self_write_key({st.registry_id, st.region}, rec.spec.source));
+    }
+  }
+  started = true;
+  for (auto& [name, run] : backfills)
+    load_backfill(run);  // before resuming: their records queue low
+  std::size_t resumed = 0;
+  for (const auto& [name, rec] : records) {
+    for (const auto& s : rec.status.replication_statuses) {
+      if (s.status == model::kInProgress) {
+        enqueue(name, {s.registry_id, s.region});
+        ++resumed;
+      }
+    }
+  }
+  spdlog::info("msg=\"engine started\" records={} resumed_destinations={}", records.size(),
+               resumed);
+  pump();
+  schedule_backfills();
+  asio::co_spawn(io, sweep_loop(), asio::detached);
+}
+
+asio::awaitable<void> ReplicationEngine::Impl::sweep_loop() {
+  auto self = shared_from_this();
+  while (!stopped) {
+    asio::steady_timer t(io,
+                         std::min({opts.completed_ttl, opts.failed_ttl, std::chrono::seconds(60)}));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (stopped) break;
+    const auto now = std::chrono::system_clock::now();
+    std::vector<std::string> expired;
+    for (const auto& [name, rec] : records) {
+      if (!model::finished(rec)) continue;
+      bool all_complete = true;
+      std::optional<model::Timestamp> last;
+      for (const auto& s : rec.status.replication_statuses) {
+        all_complete = all_complete && s.status == model::kComplete;
+        auto t2 = model::parse_rfc3339(s.completed_at);
+        if (t2 && (!last || *t2 > *last)) last = t2;
+      }
+      // All COMPLETE: after completed_ttl. A FAILED destination among them: after failed_ttl,
+      // so failures stay visible for a while and records do not grow without bound (S20).
+      const auto ttl = all_complete ? opts.completed_ttl : opts.failed_ttl;
+      if (last && now - *last > ttl) expired.push_back(name);
+    }
+    for (const auto& name : expired) {
+      // Only Ferry's record goes; nothing in any registry is deleted (S10).
+      auto it = records.find(name);
+      if (it == records.end() || !state.remove_image_replication(name)) continue;
+      for (const auto& st : it->second.status.replication_statuses) {
+        self_writes.erase(self_write_key({st.registry_id, st.region}, it->second.spec.source));
+      }
+      records.erase(it);
+    }
+  }
+}
+
+}  // namespace ferry::engine

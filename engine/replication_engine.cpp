@@ -1,0 +1,66 @@
+// The engine's interface (replication_engine.hpp) over its parts (engine_impl.hpp).
+#include "engine/replication_engine.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include "engine/engine_impl.hpp"
+
+namespace ferry::engine {
+
+ReplicationEngine::ReplicationEngine(asio::io_context& io, store::RecordStore& state,
+                                     EngineOptions options)
+    : impl_(std::make_shared<Impl>(io, state, std::move(options))) {}
+
+ReplicationEngine::~ReplicationEngine() { impl_->stopped = true; }
+
+void ReplicationEngine::set_resources(std::vector<model::Resource> resources) {
+  impl_->set_resources(std::move(resources));
+}
+
+void ReplicationEngine::start() { impl_->start(); }
+
+void ReplicationEngine::stop() {
+  impl_->stopped = true;
+  ++impl_->poll_generation;
+  impl_->save_all_known();
+  impl_->flush_backfills();
+}
+
+std::size_t ReplicationEngine::running() const { return impl_->running; }
+
+std::optional<NotificationOutcome> ReplicationEngine::authenticate_notification(
+    const std::string& registry_name, const std::string& authorization) const {
+  return impl_->authenticate_notification(registry_name, authorization);
+}
+
+NotificationOutcome ReplicationEngine::on_notification(const std::string& registry_name,
+                                                       const std::string& content_type,
+                                                       const std::string& authorization,
+                                                       const std::string& body) {
+  return impl_->on_notification(registry_name, content_type, authorization, body);
+}
+
+std::map<std::string, model::ReplicationBackfillStatus> ReplicationEngine::backfills() const {
+  return impl_->backfill_statuses();
+}
+
+std::vector<model::ImageReplication> ReplicationEngine::records() const {
+  std::vector<model::ImageReplication> out;
+  for (const auto& [name, rec] : impl_->records) out.push_back(rec);
+  return out;
+}
+
+std::map<model::RegistryKey, std::string> ReplicationEngine::effective_since(
+    const model::RegistryKey& source) const {
+  std::lock_guard lock(impl_->effective_mutex);
+  auto it = impl_->effective_snapshot.find(source);
+  return it == impl_->effective_snapshot.end() ? std::map<model::RegistryKey, std::string>{}
+                                               : it->second;
+}
+
+std::string ReplicationEngine::metrics_text() const {
+  prometheus::TextSerializer s;
+  return s.Serialize(impl_->metrics->Collect());
+}
+
+}  // namespace ferry::engine
