@@ -2,7 +2,6 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -22,32 +21,10 @@ namespace {
 
 namespace reg = ferry::registry;
 
-constexpr std::string_view kCopyUsage = R"(usage: ferry copy [FLAGS] SRC DST [SRC DST ...]
-       ferry copy [FLAGS] --from-file LIST      (one "SRC DST" pair per line, # comments)
-
-References: HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5001/prod/app:v1.
+constexpr std::string_view kAbout = R"(References: HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5001/prod/app:v1.
 Every child of an index is copied; manifest bytes and digests are preserved.
-
-Per side (--src-* for the source, --dest-* for the destination):
-  --src-creds USER:PASS        credentials (prefer --src-authfile: arguments are visible to ps)
-  --src-authfile FILE          Docker config JSON (auths/auth or username/password)
-  --src-insecure               plain HTTP instead of HTTPS
-  --src-tls-verify=false       HTTPS without certificate verification (explicit opt-in)
-  --src-ca-file FILE           trust this PEM CA bundle in addition to the system CAs
-  --src-cert-dir DIR           trust every *.crt in DIR (containers-style certs.d directory)
-Copy:
-  --digest-only                push the top manifest by digest only, without the tag
-  --jobs N                     images copied concurrently (default 16)
-  --blob-jobs N                blobs streamed concurrently (default 8)
-  --chunk-bytes N              streaming buffer per blob direction (default 1048576)
-  --patch                      upload each blob with one PATCH, then commit with PUT
-                               (default: stream it in the committing PUT, one request fewer)
-  --patch-bytes N              like --patch, in PATCH requests of N bytes
-  -q, --quiet                  no progress line, no summary
-  -v, --verbose                debug logging (never shows credentials)
-  --log-level LEVEL            trace|debug|info|warn|error (default info; -v is debug)
-  --log-format text|json       log lines on stderr as key=value text or JSON objects
-)";
+--from-file LIST: one "SRC DST" pair per line, # comments.
+Exit codes: 0 every image copied; 1 one failed; 2 a usage error.)";
 
 struct SideFlags {
   std::string creds;
@@ -56,11 +33,6 @@ struct SideFlags {
   bool tls_verify = true;
   std::vector<std::string> ca_files;
 };
-
-bool parse_size(std::string_view s, std::uint64_t& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -102,89 +74,54 @@ reg::RegistryConfig config_for(const std::string& host, const SideFlags& f) {
   return c;
 }
 
-}  // namespace
-
-int run_copy(int argc, char** argv) {
+struct CopyFlags {
   SideFlags src, dst;
   reg::CopyOptions options;
   bool quiet = false;
+  bool verbose = false;
   std::vector<std::string> positional;
   std::string from_file;
+};
+
+// --src-NAME for the source, --dest-NAME (or --dst-NAME) for the destination.
+void add_side(CLI::App& cmd, SideFlags& side, const std::string& prefix, const std::string& whose) {
+  auto names = [&](const std::string& name) {
+    return prefix == "src" ? "--src-" + name : "--dest-" + name + ",--dst-" + name;
+  };
+  cmd.add_option(names("creds"), side.creds, whose + " credentials USER:PASS (prefer the authfile: arguments are visible to ps)")
+      ->type_name("USER:PASS");
+  cmd.add_option(names("authfile"), side.authfile, whose + " Docker config JSON (auths/auth or username/password)")
+      ->type_name("FILE");
+  cmd.add_flag(names("insecure"), side.insecure, whose + ": plain HTTP instead of HTTPS");
+  cmd.add_flag(names("tls-verify"), side.tls_verify,
+               whose + ": =false for HTTPS without certificate verification (explicit opt-in)");
+  cmd.add_option(names("ca-file"), side.ca_files, whose + ": trust this PEM CA bundle in addition to the system CAs")
+      ->type_name("FILE");
+  cmd.add_option_function<std::string>(
+         names("cert-dir"),
+         [&side](const std::string& dir) {
+           std::error_code ec;
+           for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+             if (e.path().extension() == ".crt") side.ca_files.push_back(e.path().string());
+           if (ec) throw CLI::ValidationError("cert-dir", dir + ": " + ec.message());
+         },
+         whose + ": trust every *.crt in DIR (containers-style certs.d directory)")
+      ->type_name("DIR");
+}
+
+template <class N>
+CLI::Option* add_count(CLI::App& cmd, const std::string& name, N& out, const std::string& description) {
+  return cmd.add_option(name, out, description)->type_name("N")->check(CLI::PositiveNumber)->capture_default_str();
+}
+
+int copy(CopyFlags& f) {
+  const SideFlags &src = f.src, &dst = f.dst;
+  const reg::CopyOptions& options = f.options;
+  const bool quiet = f.quiet;
+  std::vector<std::string>& positional = f.positional;
+  const std::string& from_file = f.from_file;
+  if (f.verbose) spdlog::set_level(spdlog::level::debug);
   try {
-    for (int i = 0; i < argc; ++i) {
-      std::string a = argv[i];
-      std::string value;
-      bool has_value = false;
-      if (a.starts_with("--") && a.find('=') != std::string::npos) {
-        value = a.substr(a.find('=') + 1);
-        a = a.substr(0, a.find('='));
-        has_value = true;
-      }
-      auto next = [&]() -> std::string {
-        if (has_value) return value;
-        if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-        return argv[++i];
-      };
-      auto boolean = [&]() {
-        if (!has_value) return true;
-        if (value == "true" || value == "1") return true;
-        if (value == "false" || value == "0") return false;
-        throw std::invalid_argument(a + " takes true or false");
-      };
-      auto number = [&]() {
-        std::uint64_t n = 0;
-        const auto v = next();
-        if (!parse_size(v, n) || n == 0) throw std::invalid_argument(a + " needs a positive number");
-        return n;
-      };
-      SideFlags* side = nullptr;
-      std::string flag = a;
-      if (a.starts_with("--src-")) {
-        side = &src;
-        flag = a.substr(6);
-      } else if (a.starts_with("--dest-") || a.starts_with("--dst-")) {
-        side = &dst;
-        flag = a.substr(a[3] == 'e' ? 7 : 6);
-      }
-      if (side) {
-        if (flag == "creds") side->creds = next();
-        else if (flag == "authfile") side->authfile = next();
-        else if (flag == "insecure") side->insecure = boolean();
-        else if (flag == "tls-verify") side->tls_verify = boolean();
-        else if (flag == "ca-file") side->ca_files.push_back(next());
-        else if (flag == "cert-dir") {
-          const auto dir = next();
-          for (const auto& e : std::filesystem::directory_iterator(dir))
-            if (e.path().extension() == ".crt") side->ca_files.push_back(e.path().string());
-        } else throw std::invalid_argument("unknown flag " + a);
-      } else if (a == "--from-file") {
-        from_file = next();
-      } else if (a == "--digest-only") {
-        options.digest_only = boolean();
-      } else if (a == "--jobs") {
-        options.max_parallel_images = number();
-      } else if (a == "--blob-jobs") {
-        options.max_parallel_blobs = number();
-      } else if (a == "--chunk-bytes") {
-        options.chunk_bytes = number();
-      } else if (a == "--patch-bytes") {
-        options.stream_in_put = false;
-        options.patch_bytes = number();
-      } else if (a == "--patch") {
-        options.stream_in_put = false;
-      } else if (a == "-q" || a == "--quiet") {
-        quiet = true;
-      } else if (a == "-v" || a == "--verbose") {
-        spdlog::set_level(spdlog::level::debug);
-      } else if (a == "-h" || a == "--help") {
-        std::cout << kCopyUsage;
-        return 0;
-      } else if (a.starts_with("-") && a.size() > 1) {
-        throw std::invalid_argument("unknown flag " + a);
-      } else {
-        positional.push_back(a);
-      }
-    }
     if (!from_file.empty()) {
       std::istringstream lines(read_file(from_file));
       std::string line;
@@ -200,7 +137,7 @@ int run_copy(int argc, char** argv) {
     }
     if (positional.empty() || positional.size() % 2 != 0) throw std::invalid_argument("need SRC DST pairs");
   } catch (const std::exception& e) {
-    std::cerr << "ferry copy: " << e.what() << "\n" << kCopyUsage;
+    std::cerr << "ferry copy: " << e.what() << "\nRun 'ferry copy --help' for usage.\n";
     return 2;
   }
 
@@ -270,6 +207,31 @@ int run_copy(int argc, char** argv) {
                  human_bytes(static_cast<double>(final_stats.bytes_copied)).c_str(), secs);
   }
   return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+CLI::App* add_copy(CLI::App& app, Action& action) {
+  auto f = std::make_shared<CopyFlags>();
+  auto* cmd = app.add_subcommand("copy", "Copy images or indexes between registries (like crane copy)");
+  cmd->footer(std::string(kAbout));
+  cmd->add_option("images", f->positional, "SRC DST [SRC DST ...]")->type_name("REF");
+  cmd->add_option("--from-file", f->from_file, "one \"SRC DST\" pair per line")->type_name("LIST");
+  add_side(*cmd, f->src, "src", "source");
+  add_side(*cmd, f->dst, "dest", "destination");
+  cmd->add_flag("--digest-only", f->options.digest_only, "push the top manifest by digest only, without the tag");
+  add_count(*cmd, "--jobs", f->options.max_parallel_images, "images copied concurrently");
+  add_count(*cmd, "--blob-jobs", f->options.max_parallel_blobs, "blobs streamed concurrently");
+  add_count(*cmd, "--chunk-bytes", f->options.chunk_bytes, "streaming buffer per blob direction");
+  cmd->add_flag_callback(
+      "--patch", [f] { f->options.stream_in_put = false; },
+      "upload each blob with one PATCH, then commit with PUT (default: stream it in the committing PUT)");
+  add_count(*cmd, "--patch-bytes", f->options.patch_bytes, "like --patch, in PATCH requests of N bytes")
+      ->each([f](const std::string&) { f->options.stream_in_put = false; });
+  cmd->add_flag("-q,--quiet", f->quiet, "no progress line, no summary");
+  cmd->add_flag("-v,--verbose", f->verbose, "debug logging, like --log-level debug (never shows credentials)");
+  cmd->callback([f, &action] { action = [f] { return copy(*f); }; });
+  return cmd;
 }
 
 }  // namespace ferry::cli
