@@ -21,7 +21,11 @@ namespace {
 
 namespace reg = ferry::registry;
 
-constexpr std::string_view kAbout = R"(References: HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5001/prod/app:v1.
+constexpr std::string_view kAbout = R"(References: [docker://|http://|https://]HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST],
+e.g. 127.0.0.1:5001/prod/app:v1 or docker://registry.example.com/prod/app:v1 (skopeo's form).
+HTTPS, except plain HTTP for localhost, 127.0.0.0/8 and [::1] (crane's habit) unless --*-tls, a
+TLS flag or https:// asks for TLS; http:// or --*-insecure is plain HTTP anywhere.
+With --all-tags, SRC and DST are repositories (no :TAG or @DIGEST) and every tag is copied.
 Every child of an index is copied; manifest bytes and digests are preserved.
 --from-file LIST: one "SRC DST" pair per line, # comments.
 Exit codes: 0 every image copied; 1 one failed; 2 a usage error.)";
@@ -30,9 +34,38 @@ struct SideFlags {
   std::string creds;
   std::string authfile;
   bool insecure = false;
+  bool tls = false;  // HTTPS even for a loopback registry
   bool tls_verify = true;
+  CLI::Option* tls_verify_flag = nullptr;  // given at all: TLS is wanted
   std::vector<std::string> ca_files;
 };
+
+// How a reference was written: docker:// (or bare), http://, https://.
+enum class Transport { Default, Http, Https };
+
+struct SideReference {
+  reg::Reference ref;
+  Transport transport = Transport::Default;
+  bool whole_repository = false;  // neither :TAG nor @DIGEST written
+};
+
+reg::Result<SideReference> parse_side(std::string_view text) {
+  SideReference out;
+  for (auto [prefix, transport] : {std::pair{std::string_view("docker://"), Transport::Default},
+                                   std::pair{std::string_view("http://"), Transport::Http},
+                                   std::pair{std::string_view("https://"), Transport::Https}}) {
+    if (text.starts_with(prefix)) {
+      text.remove_prefix(prefix.size());
+      out.transport = transport;
+      break;
+    }
+  }
+  auto ref = reg::parse_reference(text);
+  if (!ref) return std::unexpected(ref.error());
+  out.ref = *ref;
+  out.whole_repository = ref->digest.empty() && ref->tag == "latest" && !text.ends_with(":latest");
+  return out;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -54,10 +87,12 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-reg::RegistryConfig config_for(const std::string& host, const SideFlags& f) {
+reg::RegistryConfig config_for(const std::string& host, const SideFlags& f, Transport transport) {
   reg::RegistryConfig c;
   c.host = host;
-  c.plain_http = f.insecure;
+  const bool tls_asked = f.tls || transport == Transport::Https || !f.ca_files.empty() ||
+                         (f.tls_verify_flag && f.tls_verify_flag->count() > 0);
+  c.plain_http = f.insecure || transport == Transport::Http || (reg::is_loopback_host(host) && !tls_asked);
   c.tls.verify = f.tls_verify;
   c.tls.ca_files = f.ca_files;
   for (const auto& ca : f.ca_files) (void)read_file(ca);  // unreadable CA files are usage errors
@@ -79,6 +114,7 @@ struct CopyFlags {
   reg::CopyOptions options;
   bool quiet = false;
   bool verbose = false;
+  bool all_tags = false;
   std::vector<std::string> positional;
   std::string from_file;
 };
@@ -93,10 +129,12 @@ void add_side(CLI::App& cmd, SideFlags& side, const std::string& prefix, const s
   cmd.add_option(names("authfile"), side.authfile, whose + " Docker config JSON (auths/auth or username/password)")
       ->type_name("FILE");
   cmd.add_flag(names("insecure"), side.insecure, whose + ": plain HTTP instead of HTTPS");
-  cmd.add_flag(names("tls-verify"), side.tls_verify,
-               whose + ": =false for HTTPS without certificate verification (explicit opt-in)");
+  cmd.add_flag(names("tls"), side.tls, whose + ": HTTPS even for localhost / 127.0.0.0/8 / [::1]");
+  side.tls_verify_flag = cmd.add_flag(names("tls-verify"), side.tls_verify,
+                                      whose + ": =false for HTTPS without certificate verification (explicit opt-in)");
   cmd.add_option(names("ca-file"), side.ca_files, whose + ": trust this PEM CA bundle in addition to the system CAs")
-      ->type_name("FILE");
+      ->type_name("FILE")
+      ->allow_extra_args(false);  // one file per flag: SRC DST follow
   cmd.add_option_function<std::string>(
          names("cert-dir"),
          [&side](const std::string& dir) {
@@ -112,6 +150,20 @@ void add_side(CLI::App& cmd, SideFlags& side, const std::string& prefix, const s
 template <class N>
 CLI::Option* add_count(CLI::App& cmd, const std::string& name, N& out, const std::string& description) {
   return cmd.add_option(name, out, description)->type_name("N")->check(CLI::PositiveNumber)->capture_default_str();
+}
+
+// An error, with what to do when TLS met a plain-HTTP server (registry/http.cpp says so), or when
+// plain HTTP, chosen because the host is a loopback address, was refused (a TLS server answers 400).
+std::string explained(const reg::Error& e, bool source, const reg::RegistryConfig& config) {
+  std::string out = e.to_string();
+  const std::string side = source ? "--src-" : "--dest-";
+  if (out.find("answered plain HTTP") != std::string::npos) {
+    out += "; use " + side + "insecure or an http:// reference";
+  } else if (config.plain_http && reg::is_loopback_host(config.host) && e.http_status == 400) {
+    out += "; plain HTTP was used because " + config.host + " is a loopback address: if it serves TLS, use " + side +
+           "tls or an https:// reference";
+  }
+  return out;
 }
 
 int copy(CopyFlags& f) {
@@ -141,16 +193,22 @@ int copy(CopyFlags& f) {
     return 2;
   }
 
-  std::vector<reg::CopyJob> jobs;
+  std::vector<std::pair<SideReference, SideReference>> pairs;
   for (std::size_t i = 0; i < positional.size(); i += 2) {
-    auto s = reg::parse_reference(positional[i]);
-    auto d = reg::parse_reference(positional[i + 1]);
+    auto s = parse_side(positional[i]);
+    auto d = parse_side(positional[i + 1]);
     if (!s || !d) {
       std::cerr << "ferry copy: " << (!s ? s.error() : d.error()).to_string() << "\n";
       return 2;
     }
-    jobs.push_back({*s, *d});
+    if (f.all_tags && (!s->whole_repository || !d->whole_repository)) {
+      std::cerr << "ferry copy: --all-tags copies whole repositories: give " << s->ref.registry << "/"
+                << s->ref.repository << " without :TAG or @DIGEST (and the same for DST)\n";
+      return 2;
+    }
+    pairs.emplace_back(*s, *d);
   }
+  int failed = 0;
 
   const bool tty = !quiet && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
@@ -162,13 +220,32 @@ int copy(CopyFlags& f) {
                  seconds());
   };
   reg::CopyStats final_stats;
+  std::vector<reg::CopyJob> jobs;
   std::vector<reg::Result<reg::CopyResult>> results;
+  std::map<std::pair<int, std::string>, reg::RegistryConfig> configs;  // by (0 source | 1 destination, host)
   try {
     // Resolve configs (credentials files, CA files) up front: start-up errors are usage errors.
-    std::map<std::pair<int, std::string>, reg::RegistryConfig> configs;
-    for (const auto& j : jobs) {
-      configs.emplace(std::make_pair(0, j.source.registry), config_for(j.source.registry, src));
-      configs.emplace(std::make_pair(1, j.destination.registry), config_for(j.destination.registry, dst));
+    for (const auto& [s, d] : pairs) {
+      configs.emplace(std::make_pair(0, s.ref.registry), config_for(s.ref.registry, src, s.transport));
+      configs.emplace(std::make_pair(1, d.ref.registry), config_for(d.ref.registry, dst, d.transport));
+    }
+    for (const auto& [s, d] : pairs) {
+      if (!f.all_tags) {
+        jobs.push_back({s.ref, d.ref});
+        continue;
+      }
+      auto tags = reg::list_tags(configs.at({0, s.ref.registry}), s.ref.repository);
+      if (!tags || tags->empty()) {
+        ++failed;
+        std::cerr << "ferry copy: " << s.ref.registry << "/" << s.ref.repository << ": "
+                  << (tags ? "no tags to copy" : explained(tags.error(), true, configs.at({0, s.ref.registry}))) << "\n";
+        continue;
+      }
+      for (const auto& tag : *tags) {
+        reg::CopyJob job{s.ref, d.ref};
+        job.source.tag = job.destination.tag = tag;
+        jobs.push_back(std::move(job));
+      }
     }
     auto resolver = [configs](const std::string& host, reg::Side side) {
       return configs.at({side == reg::Side::Source ? 0 : 1, host});
@@ -183,15 +260,19 @@ int copy(CopyFlags& f) {
     return 2;
   }
   if (tty) std::fprintf(stderr, "\r\033[K");
-  int failed = 0;
+  std::size_t copied = 0;
   for (std::size_t i = 0; i < results.size(); ++i) {
     if (results[i]) {
+      ++copied;
       std::cout << jobs[i].destination.registry << "/" << jobs[i].destination.repository << "@" << results[i]->digest
                 << "\n";
     } else {
       ++failed;
+      const auto& e = results[i].error();
       std::cerr << "ferry copy: " << jobs[i].source.to_string() << " -> " << jobs[i].destination.to_string() << ": "
-                << results[i].error().to_string() << "\n";
+                << explained(e, e.at_source, configs.at({e.at_source ? 0 : 1, e.at_source ? jobs[i].source.registry
+                                                                                          : jobs[i].destination.registry}))
+                << "\n";
     }
   }
   if (!quiet) {
@@ -199,7 +280,7 @@ int copy(CopyFlags& f) {
     std::fprintf(stderr,
                  "ferry copy: %zu/%zu images, blobs copied=%llu skipped=%llu mounted=%llu, manifests=%llu, "
                  "%llu bytes (%s) in %.2f s\n",
-                 results.size() - failed, results.size(), static_cast<unsigned long long>(final_stats.blobs_copied),
+                 copied, results.size(), static_cast<unsigned long long>(final_stats.blobs_copied),
                  static_cast<unsigned long long>(final_stats.blobs_skipped),
                  static_cast<unsigned long long>(final_stats.blobs_mounted),
                  static_cast<unsigned long long>(final_stats.manifests_pushed),
@@ -219,6 +300,7 @@ CLI::App* add_copy(CLI::App& app, Action& action) {
   cmd->add_option("--from-file", f->from_file, "one \"SRC DST\" pair per line")->type_name("LIST");
   add_side(*cmd, f->src, "src", "source");
   add_side(*cmd, f->dst, "dest", "destination");
+  cmd->add_flag("-a,--all-tags", f->all_tags, "copy every tag of the repository SRC to the repository DST");
   cmd->add_flag("--digest-only", f->options.digest_only, "push the top manifest by digest only, without the tag");
   add_count(*cmd, "--jobs", f->options.max_parallel_images, "images copied concurrently");
   add_count(*cmd, "--blob-jobs", f->options.max_parallel_blobs, "blobs streamed concurrently");

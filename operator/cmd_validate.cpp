@@ -34,7 +34,8 @@ CLI::App* add_validate(CLI::App& app, Action& action) {
       "Validates Ferry resources (and v1 Secrets) as one set, as `ferry run --manifests` reads them.\n"
       "Exit codes: 0 all valid; 1 invalid resources (one line each: FILE: Kind/name: field.path: message);\n"
       "2 unreadable or unparsable files, or a usage error.");
-  cmd->add_option("-f,--filename", f->files, "a YAML file, or a directory of them (repeatable)")->type_name("FILE|DIR");
+  cmd->add_option("-f,--filename", f->files, "a YAML file, or a directory of them (repeatable)")->type_name("FILE|DIR")
+      ->allow_extra_args(false);
   cmd->add_option("paths", f->positional, "more files or directories")->type_name("FILE|DIR");
   cmd->callback([f, &action] {
     action = [f] {
