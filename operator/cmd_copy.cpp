@@ -2,7 +2,6 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -22,44 +21,50 @@ namespace {
 
 namespace reg = ferry::registry;
 
-constexpr std::string_view kCopyUsage = R"(usage: ferry copy [FLAGS] SRC DST [SRC DST ...]
-       ferry copy [FLAGS] --from-file LIST      (one "SRC DST" pair per line, # comments)
-
-References: HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5001/prod/app:v1.
+constexpr std::string_view kAbout = R"(References: [docker://|http://|https://]HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST],
+e.g. 127.0.0.1:5001/prod/app:v1 or docker://registry.example.com/prod/app:v1 (skopeo's form).
+HTTPS, except plain HTTP for localhost, 127.0.0.0/8 and [::1] (crane's habit) unless --*-tls, a
+TLS flag or https:// asks for TLS; http:// or --*-insecure is plain HTTP anywhere.
+With --all-tags, SRC and DST are repositories (no :TAG or @DIGEST) and every tag is copied.
 Every child of an index is copied; manifest bytes and digests are preserved.
-
-Per side (--src-* for the source, --dest-* for the destination):
-  --src-creds USER:PASS        credentials (prefer --src-authfile: arguments are visible to ps)
-  --src-authfile FILE          Docker config JSON (auths/auth or username/password)
-  --src-insecure               plain HTTP instead of HTTPS
-  --src-tls-verify=false       HTTPS without certificate verification (explicit opt-in)
-  --src-ca-file FILE           trust this PEM CA bundle in addition to the system CAs
-  --src-cert-dir DIR           trust every *.crt in DIR (containers-style certs.d directory)
-Copy:
-  --digest-only                push the top manifest by digest only, without the tag
-  --jobs N                     images copied concurrently (default 16)
-  --blob-jobs N                blobs streamed concurrently (default 8)
-  --chunk-bytes N              streaming buffer per blob direction (default 1048576)
-  --patch                      upload each blob with one PATCH, then commit with PUT
-                               (default: stream it in the committing PUT, one request fewer)
-  --patch-bytes N              like --patch, in PATCH requests of N bytes
-  -q, --quiet                  no progress line, no summary
-  -v, --verbose                debug logging (never shows credentials)
-  --log-level LEVEL            trace|debug|info|warn|error (default info; -v is debug)
-  --log-format text|json       log lines on stderr as key=value text or JSON objects
-)";
+--from-file LIST: one "SRC DST" pair per line, # comments.
+Exit codes: 0 every image copied; 1 one failed; 2 a usage error.)";
 
 struct SideFlags {
   std::string creds;
   std::string authfile;
   bool insecure = false;
+  bool tls = false;  // HTTPS even for a loopback registry
   bool tls_verify = true;
+  CLI::Option* tls_verify_flag = nullptr;  // given at all: TLS is wanted
   std::vector<std::string> ca_files;
 };
 
-bool parse_size(std::string_view s, std::uint64_t& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && p == s.data() + s.size();
+// How a reference was written: docker:// (or bare), http://, https://.
+enum class Transport { Default, Http, Https };
+
+struct SideReference {
+  reg::Reference ref;
+  Transport transport = Transport::Default;
+  bool whole_repository = false;  // neither :TAG nor @DIGEST written
+};
+
+reg::Result<SideReference> parse_side(std::string_view text) {
+  SideReference out;
+  for (auto [prefix, transport] : {std::pair{std::string_view("docker://"), Transport::Default},
+                                   std::pair{std::string_view("http://"), Transport::Http},
+                                   std::pair{std::string_view("https://"), Transport::Https}}) {
+    if (text.starts_with(prefix)) {
+      text.remove_prefix(prefix.size());
+      out.transport = transport;
+      break;
+    }
+  }
+  auto ref = reg::parse_reference(text);
+  if (!ref) return std::unexpected(ref.error());
+  out.ref = *ref;
+  out.whole_repository = ref->digest.empty() && ref->tag == "latest" && !text.ends_with(":latest");
+  return out;
 }
 
 std::string read_file(const std::string& path) {
@@ -82,10 +87,12 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-reg::RegistryConfig config_for(const std::string& host, const SideFlags& f) {
+reg::RegistryConfig config_for(const std::string& host, const SideFlags& f, Transport transport) {
   reg::RegistryConfig c;
   c.host = host;
-  c.plain_http = f.insecure;
+  const bool tls_asked = f.tls || transport == Transport::Https || !f.ca_files.empty() ||
+                         (f.tls_verify_flag && f.tls_verify_flag->count() > 0);
+  c.plain_http = f.insecure || transport == Transport::Http || (reg::is_loopback_host(host) && !tls_asked);
   c.tls.verify = f.tls_verify;
   c.tls.ca_files = f.ca_files;
   for (const auto& ca : f.ca_files) (void)read_file(ca);  // unreadable CA files are usage errors
@@ -102,89 +109,71 @@ reg::RegistryConfig config_for(const std::string& host, const SideFlags& f) {
   return c;
 }
 
-}  // namespace
-
-int run_copy(int argc, char** argv) {
+struct CopyFlags {
   SideFlags src, dst;
   reg::CopyOptions options;
   bool quiet = false;
+  bool verbose = false;
+  bool all_tags = false;
   std::vector<std::string> positional;
   std::string from_file;
+};
+
+// --src-NAME for the source, --dest-NAME (or --dst-NAME) for the destination.
+void add_side(CLI::App& cmd, SideFlags& side, const std::string& prefix, const std::string& whose) {
+  auto names = [&](const std::string& name) {
+    return prefix == "src" ? "--src-" + name : "--dest-" + name + ",--dst-" + name;
+  };
+  cmd.add_option(names("creds"), side.creds, whose + " credentials USER:PASS (prefer the authfile: arguments are visible to ps)")
+      ->type_name("USER:PASS");
+  cmd.add_option(names("authfile"), side.authfile, whose + " Docker config JSON (auths/auth or username/password)")
+      ->type_name("FILE");
+  cmd.add_flag(names("insecure"), side.insecure, whose + ": plain HTTP instead of HTTPS");
+  cmd.add_flag(names("tls"), side.tls, whose + ": HTTPS even for localhost / 127.0.0.0/8 / [::1]");
+  side.tls_verify_flag = cmd.add_flag(names("tls-verify"), side.tls_verify,
+                                      whose + ": =false for HTTPS without certificate verification (explicit opt-in)");
+  cmd.add_option(names("ca-file"), side.ca_files, whose + ": trust this PEM CA bundle in addition to the system CAs")
+      ->type_name("FILE")
+      ->allow_extra_args(false);  // one file per flag: SRC DST follow
+  cmd.add_option_function<std::string>(
+         names("cert-dir"),
+         [&side](const std::string& dir) {
+           std::error_code ec;
+           for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+             if (e.path().extension() == ".crt") side.ca_files.push_back(e.path().string());
+           if (ec) throw CLI::ValidationError("cert-dir", dir + ": " + ec.message());
+         },
+         whose + ": trust every *.crt in DIR (containers-style certs.d directory)")
+      ->type_name("DIR");
+}
+
+template <class N>
+CLI::Option* add_count(CLI::App& cmd, const std::string& name, N& out, const std::string& description) {
+  return cmd.add_option(name, out, description)->type_name("N")->check(CLI::PositiveNumber)->capture_default_str();
+}
+
+// An error, with what to do when TLS met a plain-HTTP server (registry/http.cpp says so), or when
+// plain HTTP, chosen because the host is a loopback address, was refused (a TLS server answers 400).
+std::string explained(const reg::Error& e, bool source, const reg::RegistryConfig& config) {
+  std::string out = e.to_string();
+  const std::string side = source ? "--src-" : "--dest-";
+  if (out.find("answered plain HTTP") != std::string::npos) {
+    out += "; use " + side + "insecure or an http:// reference";
+  } else if (config.plain_http && reg::is_loopback_host(config.host) && e.http_status == 400) {
+    out += "; plain HTTP was used because " + config.host + " is a loopback address: if it serves TLS, use " + side +
+           "tls or an https:// reference";
+  }
+  return out;
+}
+
+int copy(CopyFlags& f) {
+  const SideFlags &src = f.src, &dst = f.dst;
+  const reg::CopyOptions& options = f.options;
+  const bool quiet = f.quiet;
+  std::vector<std::string>& positional = f.positional;
+  const std::string& from_file = f.from_file;
+  if (f.verbose) spdlog::set_level(spdlog::level::debug);
   try {
-    for (int i = 0; i < argc; ++i) {
-      std::string a = argv[i];
-      std::string value;
-      bool has_value = false;
-      if (a.starts_with("--") && a.find('=') != std::string::npos) {
-        value = a.substr(a.find('=') + 1);
-        a = a.substr(0, a.find('='));
-        has_value = true;
-      }
-      auto next = [&]() -> std::string {
-        if (has_value) return value;
-        if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-        return argv[++i];
-      };
-      auto boolean = [&]() {
-        if (!has_value) return true;
-        if (value == "true" || value == "1") return true;
-        if (value == "false" || value == "0") return false;
-        throw std::invalid_argument(a + " takes true or false");
-      };
-      auto number = [&]() {
-        std::uint64_t n = 0;
-        const auto v = next();
-        if (!parse_size(v, n) || n == 0) throw std::invalid_argument(a + " needs a positive number");
-        return n;
-      };
-      SideFlags* side = nullptr;
-      std::string flag = a;
-      if (a.starts_with("--src-")) {
-        side = &src;
-        flag = a.substr(6);
-      } else if (a.starts_with("--dest-") || a.starts_with("--dst-")) {
-        side = &dst;
-        flag = a.substr(a[3] == 'e' ? 7 : 6);
-      }
-      if (side) {
-        if (flag == "creds") side->creds = next();
-        else if (flag == "authfile") side->authfile = next();
-        else if (flag == "insecure") side->insecure = boolean();
-        else if (flag == "tls-verify") side->tls_verify = boolean();
-        else if (flag == "ca-file") side->ca_files.push_back(next());
-        else if (flag == "cert-dir") {
-          const auto dir = next();
-          for (const auto& e : std::filesystem::directory_iterator(dir))
-            if (e.path().extension() == ".crt") side->ca_files.push_back(e.path().string());
-        } else throw std::invalid_argument("unknown flag " + a);
-      } else if (a == "--from-file") {
-        from_file = next();
-      } else if (a == "--digest-only") {
-        options.digest_only = boolean();
-      } else if (a == "--jobs") {
-        options.max_parallel_images = number();
-      } else if (a == "--blob-jobs") {
-        options.max_parallel_blobs = number();
-      } else if (a == "--chunk-bytes") {
-        options.chunk_bytes = number();
-      } else if (a == "--patch-bytes") {
-        options.stream_in_put = false;
-        options.patch_bytes = number();
-      } else if (a == "--patch") {
-        options.stream_in_put = false;
-      } else if (a == "-q" || a == "--quiet") {
-        quiet = true;
-      } else if (a == "-v" || a == "--verbose") {
-        spdlog::set_level(spdlog::level::debug);
-      } else if (a == "-h" || a == "--help") {
-        std::cout << kCopyUsage;
-        return 0;
-      } else if (a.starts_with("-") && a.size() > 1) {
-        throw std::invalid_argument("unknown flag " + a);
-      } else {
-        positional.push_back(a);
-      }
-    }
     if (!from_file.empty()) {
       std::istringstream lines(read_file(from_file));
       std::string line;
@@ -200,20 +189,26 @@ int run_copy(int argc, char** argv) {
     }
     if (positional.empty() || positional.size() % 2 != 0) throw std::invalid_argument("need SRC DST pairs");
   } catch (const std::exception& e) {
-    std::cerr << "ferry copy: " << e.what() << "\n" << kCopyUsage;
+    std::cerr << "ferry copy: " << e.what() << "\nRun 'ferry copy --help' for usage.\n";
     return 2;
   }
 
-  std::vector<reg::CopyJob> jobs;
+  std::vector<std::pair<SideReference, SideReference>> pairs;
   for (std::size_t i = 0; i < positional.size(); i += 2) {
-    auto s = reg::parse_reference(positional[i]);
-    auto d = reg::parse_reference(positional[i + 1]);
+    auto s = parse_side(positional[i]);
+    auto d = parse_side(positional[i + 1]);
     if (!s || !d) {
       std::cerr << "ferry copy: " << (!s ? s.error() : d.error()).to_string() << "\n";
       return 2;
     }
-    jobs.push_back({*s, *d});
+    if (f.all_tags && (!s->whole_repository || !d->whole_repository)) {
+      std::cerr << "ferry copy: --all-tags copies whole repositories: give " << s->ref.registry << "/"
+                << s->ref.repository << " without :TAG or @DIGEST (and the same for DST)\n";
+      return 2;
+    }
+    pairs.emplace_back(*s, *d);
   }
+  int failed = 0;
 
   const bool tty = !quiet && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
@@ -225,13 +220,32 @@ int run_copy(int argc, char** argv) {
                  seconds());
   };
   reg::CopyStats final_stats;
+  std::vector<reg::CopyJob> jobs;
   std::vector<reg::Result<reg::CopyResult>> results;
+  std::map<std::pair<int, std::string>, reg::RegistryConfig> configs;  // by (0 source | 1 destination, host)
   try {
     // Resolve configs (credentials files, CA files) up front: start-up errors are usage errors.
-    std::map<std::pair<int, std::string>, reg::RegistryConfig> configs;
-    for (const auto& j : jobs) {
-      configs.emplace(std::make_pair(0, j.source.registry), config_for(j.source.registry, src));
-      configs.emplace(std::make_pair(1, j.destination.registry), config_for(j.destination.registry, dst));
+    for (const auto& [s, d] : pairs) {
+      configs.emplace(std::make_pair(0, s.ref.registry), config_for(s.ref.registry, src, s.transport));
+      configs.emplace(std::make_pair(1, d.ref.registry), config_for(d.ref.registry, dst, d.transport));
+    }
+    for (const auto& [s, d] : pairs) {
+      if (!f.all_tags) {
+        jobs.push_back({s.ref, d.ref});
+        continue;
+      }
+      auto tags = reg::list_tags(configs.at({0, s.ref.registry}), s.ref.repository);
+      if (!tags || tags->empty()) {
+        ++failed;
+        std::cerr << "ferry copy: " << s.ref.registry << "/" << s.ref.repository << ": "
+                  << (tags ? "no tags to copy" : explained(tags.error(), true, configs.at({0, s.ref.registry}))) << "\n";
+        continue;
+      }
+      for (const auto& tag : *tags) {
+        reg::CopyJob job{s.ref, d.ref};
+        job.source.tag = job.destination.tag = tag;
+        jobs.push_back(std::move(job));
+      }
     }
     auto resolver = [configs](const std::string& host, reg::Side side) {
       return configs.at({side == reg::Side::Source ? 0 : 1, host});
@@ -246,15 +260,19 @@ int run_copy(int argc, char** argv) {
     return 2;
   }
   if (tty) std::fprintf(stderr, "\r\033[K");
-  int failed = 0;
+  std::size_t copied = 0;
   for (std::size_t i = 0; i < results.size(); ++i) {
     if (results[i]) {
+      ++copied;
       std::cout << jobs[i].destination.registry << "/" << jobs[i].destination.repository << "@" << results[i]->digest
                 << "\n";
     } else {
       ++failed;
+      const auto& e = results[i].error();
       std::cerr << "ferry copy: " << jobs[i].source.to_string() << " -> " << jobs[i].destination.to_string() << ": "
-                << results[i].error().to_string() << "\n";
+                << explained(e, e.at_source, configs.at({e.at_source ? 0 : 1, e.at_source ? jobs[i].source.registry
+                                                                                          : jobs[i].destination.registry}))
+                << "\n";
     }
   }
   if (!quiet) {
@@ -262,7 +280,7 @@ int run_copy(int argc, char** argv) {
     std::fprintf(stderr,
                  "ferry copy: %zu/%zu images, blobs copied=%llu skipped=%llu mounted=%llu, manifests=%llu, "
                  "%llu bytes (%s) in %.2f s\n",
-                 results.size() - failed, results.size(), static_cast<unsigned long long>(final_stats.blobs_copied),
+                 copied, results.size(), static_cast<unsigned long long>(final_stats.blobs_copied),
                  static_cast<unsigned long long>(final_stats.blobs_skipped),
                  static_cast<unsigned long long>(final_stats.blobs_mounted),
                  static_cast<unsigned long long>(final_stats.manifests_pushed),
@@ -270,6 +288,32 @@ int run_copy(int argc, char** argv) {
                  human_bytes(static_cast<double>(final_stats.bytes_copied)).c_str(), secs);
   }
   return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+CLI::App* add_copy(CLI::App& app, Action& action) {
+  auto f = std::make_shared<CopyFlags>();
+  auto* cmd = app.add_subcommand("copy", "Copy images or indexes between registries (like crane copy)");
+  cmd->footer(std::string(kAbout));
+  cmd->add_option("images", f->positional, "SRC DST [SRC DST ...]")->type_name("REF");
+  cmd->add_option("--from-file", f->from_file, "one \"SRC DST\" pair per line")->type_name("LIST");
+  add_side(*cmd, f->src, "src", "source");
+  add_side(*cmd, f->dst, "dest", "destination");
+  cmd->add_flag("-a,--all-tags", f->all_tags, "copy every tag of the repository SRC to the repository DST");
+  cmd->add_flag("--digest-only", f->options.digest_only, "push the top manifest by digest only, without the tag");
+  add_count(*cmd, "--jobs", f->options.max_parallel_images, "images copied concurrently");
+  add_count(*cmd, "--blob-jobs", f->options.max_parallel_blobs, "blobs streamed concurrently");
+  add_count(*cmd, "--chunk-bytes", f->options.chunk_bytes, "streaming buffer per blob direction");
+  cmd->add_flag_callback(
+      "--patch", [f] { f->options.stream_in_put = false; },
+      "upload each blob with one PATCH, then commit with PUT (default: stream it in the committing PUT)");
+  add_count(*cmd, "--patch-bytes", f->options.patch_bytes, "like --patch, in PATCH requests of N bytes")
+      ->each([f](const std::string&) { f->options.stream_in_put = false; });
+  cmd->add_flag("-q,--quiet", f->quiet, "no progress line, no summary");
+  cmd->add_flag("-v,--verbose", f->verbose, "debug logging, like --log-level debug (never shows credentials)");
+  cmd->callback([f, &action] { action = [f] { return copy(*f); }; });
+  return cmd;
 }
 
 }  // namespace ferry::cli

@@ -47,37 +47,10 @@ namespace ferry::cli {
 
 namespace {
 
-constexpr std::string_view kUsage = R"(usage: ferry operator [FLAGS]
-
-Runs the controllers against a Kubernetes API server: in a pod (in-cluster config) or with a
-kubeconfig (--kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config).
-
-flags:
-  --kubeconfig FILE                   kubeconfig to use
-  --context NAME                      kubeconfig context (default: its current-context)
-  --metrics-bind-address ADDR         /metrics (default :8080; 0 disables)
-  --health-probe-bind-address ADDR    /healthz and /readyz (default :8081; 0 disables)
-  --leader-elect                      run the controllers only while holding the leader Lease
-  --leader-election-namespace NS      namespace of the Lease (default ferry-system)
-  --leader-election-id NAME           name of the Lease (default ferry-leader)
-  --registry-events-bind-address ADDR POST /registry-events/{registryName} (default :8082; 0 disables)
-  --secret-namespaces NS[,NS...]      watch Secrets only in these namespaces (default: all)
-  --state-namespace NS                namespace of the engine's bookkeeping ConfigMaps
-                                      (default: the leader election namespace)
-  --completed-ttl DURATION            COMPLETE ImageReplications are deleted after (default 24h)
-  --failed-ttl DURATION               a destination failing for a cause that can pass is retried until
-                                      its record is this old; records with a FAILED destination are
-                                      deleted this long after they finished (default 24h)
-  --retry-pause-max DURATION          longest pause between attempts at one destination (default 10m)
-  --max-parallel N                    destination copies in flight (default 16)
-  --webhook-port PORT                 validating admission webhook, HTTPS (default 9443; 0 disables)
-  --webhook-host HOST                 address the webhook binds (default: all)
-  --webhook-cert-dir DIR              tls.crt and tls.key (default /tmp/k8s-webhook-server/serving-certs)
-  --workers N                         concurrent reconciles per controller (default 2)
-  --graceful-shutdown-timeout SECS    time in-flight work gets after SIGTERM (default 30)
-  --log-format text|json              (default text, or $FERRY_LOG_FORMAT)
-  --log-level LEVEL                   trace|debug|info|warn|error (default info, or $FERRY_LOG_LEVEL)
-)";
+constexpr std::string_view kAbout =
+    "Runs the controllers against a Kubernetes API server: in a pod (in-cluster config) or with a\n"
+    "kubeconfig (--kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config).\n"
+    "An address of 0 disables that endpoint.";
 
 struct Flags {
   std::string kubeconfig;
@@ -94,7 +67,8 @@ struct Flags {
   std::string webhook_host;
   std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
   int workers = 2;
-  int grace_seconds = 30;
+  std::chrono::milliseconds grace{std::chrono::seconds(30)};
+  engine::EngineOptions engine_options;
 };
 
 // ":8080" → "0.0.0.0:8080"; "0" → disabled (nullopt).
@@ -113,104 +87,8 @@ std::string identity() {
   return std::string(host) + "_" + suffix;
 }
 
-}  // namespace
-
-int run_operator(int argc, char** argv) {
-  Flags f;
-  engine::EngineOptions engine_options;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    bool has_value = false;
-    if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    auto next = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](const std::string& s) {
-      try {
-        std::size_t used = 0;
-        int n = std::stoi(s, &used);
-        if (used != s.size() || n < 0) throw std::invalid_argument("");
-        return n;
-      } catch (...) {
-        throw std::invalid_argument(arg + ": \"" + s + "\" is not a non-negative number");
-      }
-    };
-    try {
-      if (arg == "-h" || arg == "--help") {
-        std::cout << kUsage;
-        return 0;
-      } else if (arg == "--kubeconfig") {
-        f.kubeconfig = next();
-      } else if (arg == "--context") {
-        f.context = next();
-      } else if (arg == "--metrics-bind-address") {
-        f.metrics_addr = next();
-      } else if (arg == "--health-probe-bind-address") {
-        f.health_addr = next();
-      } else if (arg == "--leader-elect") {
-        f.leader_elect = !has_value || value == "true";
-      } else if (arg == "--leader-election-namespace") {
-        f.le_namespace = next();
-      } else if (arg == "--leader-election-id") {
-        f.le_id = next();
-      } else if (arg == "--registry-events-bind-address") {
-        f.events_addr = next();
-      } else if (arg == "--secret-namespaces") {
-        const std::string v = next();
-        std::size_t at = 0;
-        while (at <= v.size()) {
-          auto comma = v.find(',', at);
-          std::string ns = v.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-          if (ns.empty()) throw std::invalid_argument("--secret-namespaces: empty namespace in \"" + v + "\"");
-          f.secret_namespaces.push_back(std::move(ns));
-          if (comma == std::string::npos) break;
-          at = comma + 1;
-        }
-      } else if (arg == "--state-namespace") {
-        f.state_namespace = next();
-      } else if (arg == "--completed-ttl") {
-        const std::string v = next();
-        auto d = model::parse_duration(v);
-        if (!d) throw std::invalid_argument("--completed-ttl: \"" + v + "\" is not a duration (e.g. 24h)");
-        engine_options.completed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
-      } else if (arg == "--retry-pause-max" || arg == "--failed-ttl") {
-        const std::string v = next();
-        auto d = model::parse_duration(v);
-        if (!d || d->count() <= 0) throw std::invalid_argument(arg + ": \"" + v + "\" is not a positive duration (e.g. 10m)");
-        if (arg == "--failed-ttl") {
-          engine_options.failed_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
-        } else {
-          engine_options.retry_pause_max = *d;
-        }
-      } else if (arg == "--max-parallel") {
-        engine_options.max_parallel = std::max(1, number(next()));
-      } else if (arg == "--webhook-port") {
-        f.webhook_port = number(next());
-      } else if (arg == "--webhook-host") {
-        f.webhook_host = next();
-      } else if (arg == "--webhook-cert-dir") {
-        f.webhook_cert_dir = next();
-      } else if (arg == "--workers") {
-        f.workers = std::max(1, number(next()));
-      } else if (arg == "--graceful-shutdown-timeout") {
-        f.grace_seconds = number(next());
-      } else {
-        std::cerr << "ferry operator: unknown flag " << arg << "\n" << kUsage;
-        return 2;
-      }
-    } catch (const std::invalid_argument& e) {
-      std::cerr << "ferry operator: " << e.what() << "\n";
-      return 2;
-    }
-  }
-  // --log-level and --log-format: set up in main (operator/logging.hpp).
+int run(Flags& f) {
+  engine::EngineOptions& engine_options = f.engine_options;
 
   // Configuration: --kubeconfig, $KUBECONFIG, in-cluster, ~/.kube/config (controller-runtime's
   // order).
@@ -522,10 +400,10 @@ int run_operator(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("msg=\"shutting down\" signal={} grace_seconds={}",
-               sig == SIGTERM ? "SIGTERM" : "SIGINT", f.grace_seconds);
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", std::chrono::duration<double>(f.grace).count());
   // Second phase: if in-flight work outlives the grace period, give up on it.
-  std::thread([grace = f.grace_seconds] {
-    std::this_thread::sleep_for(std::chrono::seconds(grace));
+  std::thread([grace = f.grace] {
+    std::this_thread::sleep_for(grace);
     spdlog::error("msg=\"in-flight work did not finish within the grace period; exiting\"");
     std::_Exit(1);
   }).detach();
@@ -536,7 +414,7 @@ int run_operator(int argc, char** argv) {
   {
     shutting_down = true;
     const bool lost_lease = exit_code != 0;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(f.grace_seconds * 800);
+    const auto deadline = std::chrono::steady_clock::now() + f.grace * 4 / 5;
     std::promise<void> drained;
     boost::asio::co_spawn(
         engine_io,
@@ -569,6 +447,65 @@ int run_operator(int argc, char** argv) {
   engine_thread.join();
   spdlog::info("msg=\"stopped\"");
   return exit_code;
+}
+
+// "a,b" → {"a", "b"}; an empty namespace is a usage error.
+std::vector<std::string> namespaces(const std::string& v) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= v.size()) {
+    auto comma = v.find(',', at);
+    std::string ns = v.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    if (ns.empty()) throw CLI::ValidationError("--secret-namespaces", "empty namespace in \"" + v + "\"");
+    out.push_back(std::move(ns));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+CLI::App* add_operator(CLI::App& app, Action& action) {
+  auto f = std::make_shared<Flags>();
+  auto* cmd = app.add_subcommand("operator", "Run the controllers against a Kubernetes API server (in-cluster or --kubeconfig)");
+  cmd->footer(std::string(kAbout));
+  cmd->add_option("--kubeconfig", f->kubeconfig, "kubeconfig to use")->type_name("FILE");
+  cmd->add_option("--context", f->context, "kubeconfig context (default: its current-context)")->type_name("NAME");
+  cmd->add_option("--metrics-bind-address", f->metrics_addr, "/metrics")->type_name("ADDR")->capture_default_str();
+  cmd->add_option("--health-probe-bind-address", f->health_addr, "/healthz and /readyz")
+      ->type_name("ADDR")
+      ->capture_default_str();
+  cmd->add_flag("--leader-elect", f->leader_elect, "run the controllers only while holding the leader Lease");
+  cmd->add_option("--leader-election-namespace", f->le_namespace, "namespace of the Lease")
+      ->type_name("NS")
+      ->capture_default_str();
+  cmd->add_option("--leader-election-id", f->le_id, "name of the Lease")->type_name("NAME")->capture_default_str();
+  cmd->add_option("--registry-events-bind-address", f->events_addr, "POST /registry-events/{registryName}")
+      ->type_name("ADDR")
+      ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--secret-namespaces", [f](const std::string& v) { f->secret_namespaces = namespaces(v); },
+         "watch Secrets only in these namespaces (default: all)")
+      ->type_name("NS[,NS...]");
+  cmd->add_option("--state-namespace", f->state_namespace,
+                  "namespace of the engine's bookkeeping ConfigMaps (default: the leader election namespace)")
+      ->type_name("NS");
+  add_engine_flags(*cmd, f->engine_options);
+  cmd->add_option("--webhook-port", f->webhook_port, "validating admission webhook, HTTPS (0 disables)")
+      ->type_name("PORT")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--webhook-host", f->webhook_host, "address the webhook binds (default: all)")->type_name("HOST");
+  cmd->add_option("--webhook-cert-dir", f->webhook_cert_dir, "tls.crt and tls.key")->type_name("DIR")->capture_default_str();
+  cmd->add_option_function<int>(
+         "--workers", [f](int n) { f->workers = std::max(1, n); }, "concurrent reconciles per controller (default 2)")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
+  add_duration(*cmd, "--graceful-shutdown-timeout", f->grace,
+               "time in-flight work gets after SIGTERM, e.g. 30s (default 30s; a bare number is seconds)");
+  cmd->callback([f, &action] { action = [f] { return run(*f); }; });
+  return cmd;
 }
 
 }  // namespace ferry::cli

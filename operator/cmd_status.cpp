@@ -1,10 +1,12 @@
-// `ferry status`: DescribeImageReplicationStatus-shaped JSON for one image, from the records of
-// either mode: the state directory of `ferry run`, or the cluster of `ferry operator`.
+// `ferry status`: the replication status of an image (DescribeImageReplicationStatus-shaped), of
+// every recorded image of a repository, or of a backfill, from the records of either mode: the
+// state directory of `ferry run`, or the cluster of `ferry operator`.
 #include <boost/json.hpp>
 #include <filesystem>
 #include <functional>
 #include <iostream>
 #include <string_view>
+#include <thread>
 
 #include "operator/commands.hpp"
 #include "reconcilers/model/clock.hpp"
@@ -13,22 +15,42 @@
 #include "kube/request.hpp"
 #include "store/kube_store.hpp"
 #include "store/state_dir.hpp"
+#include "operator/status_view.hpp"
 
 namespace ferry::cli {
 namespace json = boost::json;
 
 namespace {
 
-constexpr std::string_view kUsage =
-    "usage: ferry status --repository NAME --image TAG|DIGEST [--registry-id ID --region R]\n"
-    "                    [--state-dir DIR | --kubeconfig FILE [--context NAME]]\n"
-    "       ferry status --backfill NAME [--state-dir DIR | --kubeconfig FILE [--context NAME]]\n"
-    "Prints the replication status of the latest push of that image, shaped like ECR's\n"
-    "DescribeImageReplicationStatus, from `ferry run`'s state directory (default ./ferry-state) or,\n"
-    "with --kubeconfig, from the ImageReplication objects of the cluster `ferry operator` runs in.\n"
-    "With --backfill, the progress of that ReplicationBackfill: phase, images {total, replicated,\n"
-    "skipped, failed}, startedAt, completedAt, message.\n"
-    "Exit 1 when no replication of that image (or no such backfill) is recorded.\n";
+constexpr std::string_view kAbout =
+    "Prints the replication status of the latest push of an image (--image), shaped like ECR's\n"
+    "DescribeImageReplicationStatus, or of every recorded image of the repository (without --image),\n"
+    "from `ferry run`'s state directory or, with --kubeconfig, from the ImageReplication objects of\n"
+    "the cluster `ferry operator` runs in. With --backfill, the progress of that ReplicationBackfill:\n"
+    "phase, images {total, replicated, skipped, failed}, startedAt, completedAt, message.\n"
+    "\n"
+    "Exit codes: 0 every destination COMPLETE; 1 a destination FAILED, or nothing recorded for that\n"
+    "image (or no such backfill); 2 a usage error or unreadable records; 3 a destination still\n"
+    "IN_PROGRESS (with --wait: after --timeout). IN_PROGRESS wins over FAILED: the outcome is not final.";
+
+struct StatusFlags {
+  StatusQuery query;
+  std::string state_dir = "ferry-state", kubeconfig, context, backfill, output = "json";
+  bool wait = false;
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds interval{std::chrono::seconds(1)};
+};
+
+// Prints `doc` as -o asks; a table is drawn by `table`.
+void print(const std::string& output, const json::value& doc, const std::function<std::string()>& table) {
+  if (output == "yaml") {
+    std::cout << to_yaml(doc);
+  } else if (output == "table") {
+    std::cout << table();
+  } else {
+    std::cout << json::serialize(doc) << "\n";
+  }
+}
 
 // Runs `use` with an API client for the kubeconfig's cluster; 2 when the kubeconfig is unusable.
 int with_cluster(const std::string& kubeconfig, const std::string& context, const std::function<void(kube::Api&)>& use) {
@@ -73,8 +95,23 @@ json::object counted(const json::object& progress) {
   return out;
 }
 
-int backfill_status(const std::string& name, const std::string& state_dir, const std::string& kubeconfig,
-                    const std::string& context) {
+void print_backfill(const std::string& output, const json::object& b) {
+  print(output, b, [&] {
+    const auto* images = b.at("images").if_object();
+    auto count = [&](const char* k) {
+      const auto* v = images ? images->if_contains(k) : nullptr;
+      return v && v->is_int64() ? std::to_string(v->as_int64()) : "0";
+    };
+    const auto* phase = b.if_contains("phase");
+    return render_table({{"BACKFILL", "PHASE", "TOTAL", "REPLICATED", "SKIPPED", "FAILED"},
+                         {std::string(b.at("name").as_string()),
+                          phase && phase->is_string() ? std::string(phase->as_string()) : "-", count("total"),
+                          count("replicated"), count("skipped"), count("failed")}});
+  });
+}
+
+int backfill_status(const StatusFlags& f) {
+  const std::string &name = f.backfill, &state_dir = f.state_dir, &kubeconfig = f.kubeconfig, &context = f.context;
   if (!kubeconfig.empty()) {
     int code = 0;
     int rc = with_cluster(kubeconfig, context, [&](kube::Api& api) {
@@ -85,8 +122,7 @@ int backfill_status(const std::string& name, const std::string& state_dir, const
         return;
       }
       const auto* st = obj->as_object().if_contains("status");
-      std::cout << json::serialize(backfill_json(name, st && st->is_object() ? st->as_object() : json::object{}))
-                << "\n";
+      print_backfill(f.output, backfill_json(name, st && st->is_object() ? st->as_object() : json::object{}));
     });
     return rc != 0 ? rc : code;
   }
@@ -104,91 +140,104 @@ int backfill_status(const std::string& name, const std::string& state_dir, const
     std::cerr << "ferry status: no backfill " << name << " recorded in " << state_dir << "\n";
     return 1;
   }
-  std::cout << json::serialize(backfill_json(name, counted((*progress)->as_object()))) << "\n";
+  print_backfill(f.output, backfill_json(name, counted((*progress)->as_object())));
   return 0;
+}
+
+// The records, read again on every call (state directory, or the cluster's ImageReplications);
+// nullopt after printing why they cannot be read.
+using RecordReader = std::function<std::optional<std::vector<model::ImageReplication>>()>;
+
+std::optional<RecordReader> record_reader(const StatusFlags& f) {
+  if (!f.kubeconfig.empty()) {
+    auto config = kube::load_kubeconfig(f.kubeconfig, f.context);
+    if (!config) {
+      std::cerr << "ferry status: " << config.error() << "\n";
+      return std::nullopt;
+    }
+    auto client = std::make_shared<kube::Client>(*config);
+    return [client]() -> std::optional<std::vector<model::ImageReplication>> {
+      kube::Api api(*client);
+      std::vector<std::string> problems;
+      auto records = store::KubeStore(api).image_replications(&problems);
+      for (const auto& p : problems) std::cerr << "ferry status: " << p << "\n";
+      return records;
+    };
+  }
+  if (!std::filesystem::is_directory(std::filesystem::path(f.state_dir) / "imagereplications")) {
+    std::cerr << "ferry status: " << f.state_dir
+              << " is not a Ferry state directory (use --state-dir, or --kubeconfig for a cluster)\n";
+    return std::nullopt;
+  }
+  return [dir = f.state_dir]() -> std::optional<std::vector<model::ImageReplication>> {
+    return store::StateDir(dir).image_replications();
+  };
+}
+
+int image_status(const StatusFlags& f) {
+  auto read = record_reader(f);
+  if (!read) return 2;
+  const auto deadline = std::chrono::steady_clock::now() + f.timeout;
+  std::vector<model::ImageReplication> records;
+  std::vector<const model::ImageReplication*> selected;
+  int code = 0;
+  // --wait: poll until something is recorded and no destination is IN_PROGRESS, or the timeout.
+  for (;;) {
+    auto now_records = (*read)();
+    if (!now_records) return 2;
+    records = std::move(*now_records);
+    selected = select_records(records, f.query);
+    code = status_exit_code(selected);
+    const bool settled = !selected.empty() && code != 3;
+    if (!f.wait || settled || (f.timeout.count() > 0 && std::chrono::steady_clock::now() >= deadline)) break;
+    std::this_thread::sleep_for(f.interval);
+  }
+  const auto& q = f.query;
+  if (selected.empty()) {
+    std::cerr << "ferry status: no replication recorded for " << q.repository
+              << (q.image.empty() ? "" : (q.image.starts_with("sha256:") ? "@" : ":") + q.image)
+              << (f.wait ? " within --timeout" : "") << "\n";
+    return 1;
+  }
+  print(f.output, status_document(selected, q), [&] { return status_table(selected); });
+  if (f.wait && code == 3) std::cerr << "ferry status: still IN_PROGRESS when --timeout ran out\n";
+  return code;
 }
 
 }  // namespace
 
-int run_status(int argc, char** argv) {
-  std::string repository, image, registry_id, region, state_dir = "ferry-state", kubeconfig, context, backfill;
-  for (int i = 0; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&](std::string_view flag, std::string& out) {
-      if (a == flag && i + 1 < argc) {
-        out = argv[++i];
-        return true;
+CLI::App* add_status(CLI::App& app, Action& action) {
+  auto f = std::make_shared<StatusFlags>();
+  auto* cmd = app.add_subcommand("status", "Replication status of an image, of a repository's images, or of a backfill");
+  cmd->footer(std::string(kAbout));
+  cmd->add_option("--repository", f->query.repository, "source repository, e.g. prod/app")->type_name("NAME");
+  cmd->add_option("--image", f->query.image, "a tag or sha256: digest (default: every recorded image)")
+      ->type_name("TAG|DIGEST");
+  cmd->add_option("--registry-id", f->query.registry_id, "source registry (account) id, when several push that repository")
+      ->type_name("ID");
+  cmd->add_option("--region", f->query.region, "source region")->type_name("R");
+  cmd->add_option("--backfill", f->backfill, "print that ReplicationBackfill's progress instead")->type_name("NAME");
+  cmd->add_option("--state-dir", f->state_dir, "state directory of `ferry run`")->type_name("DIR")->capture_default_str();
+  cmd->add_option("--kubeconfig", f->kubeconfig, "read the cluster's records instead of a state directory")
+      ->type_name("FILE");
+  cmd->add_option("--context", f->context, "kubeconfig context (default: its current-context)")->type_name("NAME");
+  cmd->add_option("-o,--output", f->output, "json (default), yaml, or table (one row per image and destination)")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"json", "yaml", "table"}));
+  cmd->add_flag("--wait", f->wait, "poll until the image is recorded and no destination is IN_PROGRESS");
+  add_duration(*cmd, "--timeout", f->timeout, "how long --wait waits (default 5m; 0: no limit)");
+  add_duration(*cmd, "--interval", f->interval, "how often --wait reads the records (default 1s)");
+  cmd->callback([f, &action] {
+    action = [f] {
+      if (!f->backfill.empty()) return backfill_status(*f);
+      if (f->query.repository.empty()) {
+        std::cerr << "ferry status: --repository (or --backfill) is required\nRun 'ferry status --help' for usage.\n";
+        return 2;
       }
-      if (a.starts_with(std::string(flag) + "=")) {
-        out = std::string(a.substr(flag.size() + 1));
-        return true;
-      }
-      return false;
+      return image_status(*f);
     };
-    if (value("--repository", repository) || value("--image", image) || value("--registry-id", registry_id) ||
-        value("--region", region) || value("--state-dir", state_dir) || value("--kubeconfig", kubeconfig) ||
-        value("--context", context) || value("--backfill", backfill)) {
-      continue;
-    }
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-    std::cerr << "ferry status: unknown argument " << a << "\n" << kUsage;
-    return 2;
-  }
-  if (!backfill.empty()) return backfill_status(backfill, state_dir, kubeconfig, context);
-  if (repository.empty() || image.empty()) {
-    std::cerr << "ferry status: --repository and --image are required\n" << kUsage;
-    return 2;
-  }
-  std::vector<model::ImageReplication> records;
-  if (!kubeconfig.empty()) {
-    int rc = with_cluster(kubeconfig, context, [&](kube::Api& api) {
-      std::vector<std::string> problems;
-      records = store::KubeStore(api).image_replications(&problems);
-      for (const auto& p : problems) std::cerr << "ferry status: " << p << "\n";
-    });
-    if (rc != 0) return rc;
-  } else {
-    if (!std::filesystem::is_directory(std::filesystem::path(state_dir) / "imagereplications")) {
-      std::cerr << "ferry status: " << state_dir
-                << " is not a Ferry state directory (use --state-dir, or --kubeconfig for a cluster)\n";
-      return 2;
-    }
-    records = store::StateDir(state_dir).image_replications();
-  }
-  const bool by_digest = image.starts_with("sha256:");
-  const model::ImageReplication* best = nullptr;
-  for (const auto& r : records) {
-    const auto& s = r.spec.source;
-    if (s.repository_name != repository) continue;
-    if (by_digest ? s.image_digest != image : s.image_tag != image) continue;
-    if (!registry_id.empty() && s.registry_id != registry_id) continue;
-    if (!region.empty() && s.region != region) continue;
-    auto t = model::parse_rfc3339(s.pushed_at);
-    auto bt = best ? model::parse_rfc3339(best->spec.source.pushed_at) : std::nullopt;
-    if (!best || (t && bt && *t > *bt)) best = &r;
-  }
-  if (!best) {
-    std::cerr << "ferry status: no replication recorded for " << repository << (by_digest ? "@" : ":") << image
-              << "\n";
-    return 1;
-  }
-  json::array statuses;
-  for (const auto& st : best->status.replication_statuses) {
-    json::object o{{"region", st.region}, {"registryId", st.registry_id}, {"status", st.status}};
-    if (!st.failure_code.empty()) o["failureCode"] = st.failure_code;
-    if (!st.message.empty()) o["message"] = st.message;
-    statuses.push_back(std::move(o));
-  }
-  json::object image_id{{"imageDigest", best->spec.source.image_digest}};
-  if (!best->spec.source.image_tag.empty()) image_id["imageTag"] = best->spec.source.image_tag;
-  json::object out{{"repositoryName", best->spec.source.repository_name},
-                   {"imageId", std::move(image_id)},
-                   {"replicationStatuses", std::move(statuses)}};
-  std::cout << json::serialize(out) << "\n";
-  return 0;
+  });
+  return cmd;
 }
 
 }  // namespace ferry::cli

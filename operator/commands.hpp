@@ -1,13 +1,16 @@
-// Entry points of the `ferry` subcommands; main.cpp dispatches on argv[1].
+// The `ferry` subcommands: each adds itself, its flags and its --help to the CLI11 app of main.cpp.
 #pragma once
+
+#include "operator/cli.hpp"
 
 namespace ferry::cli {
 
-// Each takes the arguments after the subcommand name and returns the process exit code.
-int run_validate(int argc, char** argv);
-int run_copy(int argc, char** argv);
-int run_run(int argc, char** argv);
-int run_status(int argc, char** argv);
-int run_operator(int argc, char** argv);
+// Each adds one subcommand to `app` and returns it; when that subcommand is the one parsed, it
+// sets `action` to what runs it (after logging is set up).
+CLI::App* add_validate(CLI::App& app, Action& action);
+CLI::App* add_copy(CLI::App& app, Action& action);
+CLI::App* add_run(CLI::App& app, Action& action);
+CLI::App* add_status(CLI::App& app, Action& action);
+CLI::App* add_operator(CLI::App& app, Action& action);
 
 }  // namespace ferry::cli

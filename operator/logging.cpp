@@ -195,52 +195,21 @@ std::optional<std::string> setup_logging(std::string_view level, std::string_vie
   return std::nullopt;
 }
 
-std::optional<std::string> configure_logging(std::vector<char*>& args) {
-  std::string level = "info", format = "text";
-  std::string level_from = "--log-level", format_from = "--log-format";
-  if (const char* e = std::getenv("FERRY_LOG_LEVEL"); e && *e) {
-    level = e;
-    level_from = "FERRY_LOG_LEVEL";
-  }
-  if (const char* e = std::getenv("FERRY_LOG_FORMAT"); e && *e) {
-    format = e;
-    format_from = "FERRY_LOG_FORMAT";
-  }
-  std::vector<char*> rest;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    if (a == "--") {
-      rest.insert(rest.end(), args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
-      break;
-    }
-    std::string* target = nullptr;
-    std::string* from = nullptr;
-    std::string_view flag;
-    if (a == "--log-level" || a.starts_with("--log-level=")) {
-      target = &level, from = &level_from, flag = "--log-level";
-    } else if (a == "--log-format" || a.starts_with("--log-format=")) {
-      target = &format, from = &format_from, flag = "--log-format";
-    } else {
-      rest.push_back(args[i]);
-      continue;
-    }
-    if (a.size() > flag.size()) {
-      *target = std::string(a.substr(flag.size() + 1));
-    } else if (i + 1 < args.size()) {
-      *target = args[++i];
-    } else {
-      return std::string(flag) + " needs a value (" +
-             std::string(flag == "--log-level" ? kLevels : kFormats) + ")";
-    }
-    *from = std::string(flag);
-  }
-  if (!parse_level(level)) {
-    return level_from + (level_from.starts_with("-") ? " " : "=") + level + ": unknown level; use one of " + std::string(kLevels);
-  }
+std::optional<std::string> configure_logging(const std::optional<std::string>& level_flag,
+                                             const std::optional<std::string>& format_flag) {
+  // Where each value came from, for the message: "--log-level bogus" or "FERRY_LOG_LEVEL=bogus".
+  auto pick = [](const std::optional<std::string>& flag, std::string_view flag_name, const char* env,
+                 std::string fallback) -> std::pair<std::string, std::string> {
+    if (flag) return {*flag, std::string(flag_name) + " " + *flag};
+    if (const char* e = std::getenv(env); e && *e) return {e, std::string(env) + "=" + e};
+    return {fallback, std::string(flag_name) + " " + fallback};
+  };
+  const auto [level, level_from] = pick(level_flag, "--log-level", "FERRY_LOG_LEVEL", "info");
+  const auto [format, format_from] = pick(format_flag, "--log-format", "FERRY_LOG_FORMAT", "text");
+  if (!parse_level(level)) return level_from + ": unknown level; use one of " + std::string(kLevels);
   if (format != "text" && format != "json") {
-    return format_from + (format_from.starts_with("-") ? " " : "=") + format + ": unknown format; use one of " + std::string(kFormats);
+    return format_from + ": unknown format; use one of " + std::string(kFormats);
   }
-  args = std::move(rest);
   return setup_logging(level, format);
 }
 

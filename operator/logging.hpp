@@ -9,12 +9,12 @@
 
 namespace ferry::operator_ {
 
-// Takes --log-level LEVEL / --log-level=LEVEL and --log-format FORMAT / --log-format=FORMAT out of
-// `args` (up to a `--`), with FERRY_LOG_LEVEL / FERRY_LOG_FORMAT as defaults (info, text), and
-// installs the stderr logger. Levels: trace, debug, info, warn (or warning), error; formats: text,
-// json. Returns an error message (the caller exits 2) for an unknown or missing value; never
-// falls back silently.
-std::optional<std::string> configure_logging(std::vector<char*>& args);
+// Installs the stderr logger from the values of --log-level and --log-format (nullopt when not
+// given), with FERRY_LOG_LEVEL / FERRY_LOG_FORMAT as defaults, then info / text. Levels: trace,
+// debug, info, warn (or warning), error; formats: text, json. Returns an error message (the caller
+// exits 2) for an unknown value, naming where it came from; never falls back silently.
+std::optional<std::string> configure_logging(const std::optional<std::string>& level_flag,
+                                             const std::optional<std::string>& format_flag);
 
 // Installs the logger directly; `level` and `format` as above. Returns an error message if unknown.
 std::optional<std::string> setup_logging(std::string_view level, std::string_view format);

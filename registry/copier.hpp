@@ -84,4 +84,7 @@ std::vector<Result<CopyResult>> run_copies(std::vector<CopyJob> jobs, ConfigReso
                                            const std::function<void(const CopyStats&)>& progress = {},
                                            std::chrono::milliseconds progress_interval = std::chrono::milliseconds(250));
 
+// Every tag of `repository` at the registry `config` names (paginated); blocking, for the CLI.
+Result<std::vector<std::string>> list_tags(const RegistryConfig& config, const std::string& repository);
+
 }  // namespace ferry::registry

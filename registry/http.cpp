@@ -1,6 +1,7 @@
 // Beast/Asio implementation of the registry HTTP client: connections, pool, TLS, timeouts.
 #include "registry/http.hpp"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -206,6 +207,10 @@ struct HttpClient::State {
       if (hec) {
         auto e = net_error(hec, "TLS handshake with", url);
         e.kind = hec == beast::error::timeout ? ErrorKind::Timeout : ErrorKind::Tls;
+        // What OpenSSL says when the first bytes back are "HTTP/1.1 400 ...", not a TLS record.
+        if (hec.category() == asio::error::get_ssl_category() && ERR_GET_REASON(hec.value()) == SSL_R_WRONG_VERSION_NUMBER) {
+          e.message += " (the server answered plain HTTP, not TLS)";
+        }
         co_return std::unexpected(e);
       }
     }

@@ -81,6 +81,23 @@ std::string api_host(std::string_view registry) {
   return std::string(registry);
 }
 
+bool is_loopback_host(std::string_view registry) {
+  std::string_view host = registry;
+  if (host.starts_with('[')) {
+    host = host.substr(1, host.find(']') == std::string_view::npos ? std::string_view::npos : host.find(']') - 1);
+  } else if (host.find(':') == host.rfind(':') && host.find(':') != std::string_view::npos) {
+    host = host.substr(0, host.find(':'));  // host:port (a bare IPv6 address has several colons)
+  }
+  if (host == "localhost" || host == "::1") return true;
+  if (!host.starts_with("127.")) return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') ++dots;
+    else if (c < '0' || c > '9') return false;
+  }
+  return dots == 3;
+}
+
 std::string Reference::to_string() const {
   std::string out = registry + "/" + repository;
   if (!tag.empty()) out += ":" + tag;

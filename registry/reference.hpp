@@ -36,4 +36,8 @@ bool valid_digest(std::string_view digest);
 // Docker Hub's API host for the "docker.io" alias; any other host is returned unchanged.
 std::string api_host(std::string_view registry);
 
+// Whether host[:port] names this machine: localhost, 127.0.0.0/8 or [::1] (crane and skopeo talk
+// plain HTTP to these unless told otherwise).
+bool is_loopback_host(std::string_view registry);
+
 }  // namespace ferry::registry

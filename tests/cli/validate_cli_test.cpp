@@ -1,35 +1,20 @@
 // `ferry validate`: exit codes and the exact lines a user sees, on the real binary.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "tests/cli/run_ferry.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct Run {
-  int exit_code;
-  std::string out;  // stdout and stderr
-};
-
-Run ferry(const std::string& args) {
-  const std::string cmd = std::string(FERRY_BINARY) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using ferry::cli_test::ferry;
 
 class ValidateCli : public ::testing::Test {
  protected:

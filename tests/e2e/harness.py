@@ -350,7 +350,8 @@ class Ferry:
         if registry:
             args += ["--registry-id", registry.registry_id, "--region", registry.region]
         p = run(args, check=False)
-        return json.loads(p.stdout) if p.returncode == 0 else None
+        # Exit 0 all COMPLETE, 1 one FAILED (or nothing recorded: no output), 3 one IN_PROGRESS.
+        return json.loads(p.stdout) if p.returncode in (0, 1, 3) and p.stdout else None
 
     def wait_status(self, repo, image, expected, timeout=30):
         """Waits until every destination is finished; returns {(registryId, region): status entry}."""

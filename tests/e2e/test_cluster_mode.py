@@ -81,11 +81,21 @@ class ClusterReplication(ClusterModeTest):
         self.assertEqual(self.c.catalog(), [])
         self.assertEqual(rec["spec"]["source"]["imageDigest"], img.digest)
         # `ferry status` answers from the cluster, as from a state directory.
-        out = json.loads(run([FERRY, "status", "--kubeconfig", self.kubeconfig, "--repository", "prod/app",
-                              "--image", "v1"]).stdout)
+        p = run([FERRY, "status", "--kubeconfig", self.kubeconfig, "--repository", "prod/app", "--image", "v1"],
+                check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)  # one destination FAILED
+        out = json.loads(p.stdout)
         self.assertEqual(out["imageId"], {"imageDigest": img.digest, "imageTag": "v1"})
         self.assertEqual(sorted((s["region"], s["status"]) for s in out["replicationStatuses"]),
                          [("eu-west-1", "FAILED"), ("us-west-2", "COMPLETE")])
+        # The repository's images as a table, one row per image and destination.
+        p = run([FERRY, "status", "--kubeconfig", self.kubeconfig, "--repository", "prod/app", "-o", "table"],
+                check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        rows = sorted(line.split() for line in p.stdout.splitlines()[1:])
+        self.assertEqual(rows, [["prod/app", "v1", img.digest[:19], A_ID, "us-west-2", "COMPLETE"],
+                                ["prod/app", "v1", img.digest[:19], B_ID, "eu-west-1", "FAILED",
+                                 "DESTINATION_REGISTRY_ACCESS_DENIED"]])
         # kubectl shows the record with its printer columns.
         table = self.kubectl("get", "imagereplications").stdout
         self.assertIn("prod/app", table)

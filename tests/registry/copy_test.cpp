@@ -470,13 +470,19 @@ TEST(CopyCli, AuthfileAndCertDirOverTls) {
   auto r = ferry::testing::run(cmd);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_raw(src.host() + "/t/app:v1", dst.host() + "/t/app:v1", src.skopeo_flags());
-  // Verification is on by default: without the destination's CA the copy fails.
-  auto unverified = ferry::testing::run(std::string(FERRY_BIN) + " copy --src-authfile " + (tmp / "auth.json") +
-                                        " --src-ca-file " + src.ca_file() + " " + src.host() + "/t/app:v1 " +
-                                        dst.host() + "/t/other:v1 2>&1");
+  // Verification is on by default: without the destination's CA the copy fails (--dest-tls: a
+  // loopback registry is plain HTTP unless a TLS flag or https:// says otherwise).
+  const std::string base = std::string(FERRY_BIN) + " copy --src-authfile " + (tmp / "auth.json") + " --src-ca-file " +
+                           src.ca_file() + " " + src.host() + "/t/app:v1 " + dst.host() + "/t/other:v1";
+  auto unverified = ferry::testing::run(base + " --dest-tls 2>&1");
   EXPECT_EQ(unverified.exit_code, 1) << unverified.output;
   EXPECT_NE(unverified.output.find("TLS"), std::string::npos) << unverified.output;
   EXPECT_EQ(unverified.output.find("pa55"), std::string::npos) << unverified.output;
+  // Without it, plain HTTP meets the TLS server, and the error says what to do.
+  auto plain = ferry::testing::run(base + " 2>&1");
+  EXPECT_EQ(plain.exit_code, 1) << plain.output;
+  EXPECT_NE(plain.output.find("is a loopback address: if it serves TLS, use --dest-tls"), std::string::npos)
+      << plain.output;
 }
 
 }  // namespace

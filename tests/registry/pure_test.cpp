@@ -73,6 +73,17 @@ TEST(Reference, RoundTripsAndIdentifier) {
   EXPECT_EQ(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
 }
 
+TEST(Reference, LoopbackHosts) {
+  for (const char* h : {"localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5001", "127.1.2.3:80", "[::1]:5000",
+                        "::1"}) {
+    EXPECT_TRUE(is_loopback_host(h)) << h;
+  }
+  for (const char* h : {"registry.example.com", "128.0.0.1:5000", "127.0.0.1.example.com", "10.0.0.1:5000",
+                        "localhost.example.com", "[::2]:5000", "docker.io", "127.0.0:5000"}) {
+    EXPECT_FALSE(is_loopback_host(h)) << h;
+  }
+}
+
 TEST(Challenge, ParsesBearerBasicAndSeveral) {
   struct Case {
     std::string header;
