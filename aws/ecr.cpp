@@ -41,9 +41,8 @@ json::array tags_json(const Tags& tags) {
 std::optional<std::chrono::system_clock::time_point> parse_timestamp(const json::value& v) {
   if (v.is_number()) {
     const double s = v.to_number<double>();
-    // system_clock counts nanoseconds in 64 bits: about ±292 years around 1970. Beyond that (or
-    // NaN) the conversion below is undefined, so such a time is unreadable, not a time.
-    if (!(std::fabs(s) < 9.2e9)) return std::nullopt;
+    // Beyond the clock's range (or NaN) the conversion below is undefined: unreadable, not a time.
+    if (!(std::fabs(s) < static_cast<double>(kMaxClockSeconds))) return std::nullopt;
     return std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(s)));
   }

@@ -76,6 +76,17 @@ TEST(Iso8601, Forms) {
   EXPECT_FALSE(parse_iso8601("2026-01-02T03:04:05Zjunk"));
 }
 
+// Found by tests/fuzz (fuzz_aws_response): createdAt "4052-11-28T14:00:00Z" overflowed the
+// nanosecond clock in from_time_t (UBSan); years past 2261 are unreadable.
+TEST(Iso8601, YearsBeyondTheClockAreUnreadable) {
+  EXPECT_FALSE(parse_iso8601("4052-11-28T14:00:00Z"));
+  EXPECT_FALSE(parse_iso8601("9999-12-31T23:59:59-23:59"));
+  EXPECT_TRUE(parse_iso8601("2261-01-01T00:00:00Z"));
+  auto r = parse_repository(json::parse(R"({"repositoryName":"a","createdAt":"4052-11-28T14:00:00Z"})").as_object());
+  EXPECT_EQ(r.name, "a");
+  EXPECT_FALSE(r.created_at);
+}
+
 TEST(ContainerCredentials, ParsesTheEndpointsJson) {
   auto c = parse_container_credentials(
       R"({"AccessKeyId":"ASIA1","SecretAccessKey":"s3cr3t","Token":"tok","Expiration":"2026-12-02T00:00:00Z"})");
