@@ -150,8 +150,9 @@ std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_v
       return std::nullopt;
     }
   }
-  const std::time_t t = timegm(&tm);
-  return std::chrono::system_clock::from_time_t(t - offset);
+  const std::time_t t = timegm(&tm) - offset;
+  if (t >= kMaxClockSeconds || t <= -kMaxClockSeconds) return std::nullopt;  // year 4052 overflowed
+  return std::chrono::system_clock::from_time_t(t);
 }
 
 Result<Credentials> parse_sts_credentials(std::string_view xml, std::string_view operation) {

@@ -59,8 +59,11 @@ Result<Credentials> parse_sts_credentials(std::string_view xml, std::string_view
 Error parse_sts_error(std::string_view xml, int status, std::string_view operation);
 // {"AccessKeyId","SecretAccessKey","Token","Expiration"} from a container credentials endpoint.
 Result<Credentials> parse_container_credentials(std::string_view json);
-// "2026-12-01T23:00:00Z" (fractional seconds and offsets accepted).
+// "2026-12-01T23:00:00Z" (fractional seconds and offsets accepted); nullopt beyond kMaxClockSeconds.
 std::optional<std::chrono::system_clock::time_point> parse_iso8601(std::string_view text);
+// system_clock counts nanoseconds in 64 bits: about ±292 years around 1970. A time further from
+// 1970 than this many seconds (about year 2261) is unreadable, since converting it overflows.
+inline constexpr long long kMaxClockSeconds = 9'200'000'000;
 
 // ---------------------------------------------------------------- providers
 

@@ -41,6 +41,8 @@ json::array tags_json(const Tags& tags) {
 std::optional<std::chrono::system_clock::time_point> parse_timestamp(const json::value& v) {
   if (v.is_number()) {
     const double s = v.to_number<double>();
+    // Beyond the clock's range (or NaN) the conversion below is undefined: unreadable, not a time.
+    if (!(std::fabs(s) < static_cast<double>(kMaxClockSeconds))) return std::nullopt;
     return std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(s)));
   }
@@ -87,7 +89,11 @@ Image parse_image(const json::object& d) {
     for (const auto& t : *tags)
       if (t.is_string()) out.tags.emplace_back(t.as_string());
   if (auto* p = d.if_contains("imagePushedAt")) out.pushed_at = parse_timestamp(*p);
-  if (auto* s = d.if_contains("imageSizeInBytes"); s && s->is_number()) out.size_bytes = s->to_number<long long>();
+  if (auto* s = d.if_contains("imageSizeInBytes"); s && s->is_number()) {
+    // Not a whole number in range (1.5, 1e300): unknown, rather than the exception to_number throws.
+    boost::system::error_code ec;
+    if (const auto n = s->to_number<long long>(ec); !ec) out.size_bytes = n;
+  }
   return out;
 }
 

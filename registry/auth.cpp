@@ -109,14 +109,17 @@ Result<std::string> base64_decode(std::string_view text) {
   for (char c : text)
     if (!std::isspace(static_cast<unsigned char>(c))) in += c;
   if (in.size() % 4 != 0) return fail(ErrorKind::Config, "invalid base64 (length)");
+  std::size_t pad = 0;
+  while (pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+  // At most "==", and only at the end: EVP_DecodeBlock reads '=' anywhere as zero bits, and a
+  // run of them longer than the output made the length below wrap around.
+  if (pad > 2 || in.find('=') < in.size() - pad) return fail(ErrorKind::Config, "invalid base64 (padding)");
   std::string out(3 * in.size() / 4, '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                                 reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
   if (n < 0) return fail(ErrorKind::Config, "invalid base64");
-  std::size_t len = static_cast<std::size_t>(n);
-  // EVP_DecodeBlock counts padding as zero bytes.
-  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) --len;
-  out.resize(len);
+  // EVP_DecodeBlock counts padding as zero bytes; n is 3/4 of the length, so at least pad.
+  out.resize(static_cast<std::size_t>(n) - pad);
   return out;
 }
 

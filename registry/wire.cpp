@@ -116,7 +116,12 @@ Result<ManifestInfo> inspect_manifest(std::string_view bytes, std::string_view c
     out.digest = std::string(dg->as_string());
     if (!valid_digest(out.digest)) return fail(ErrorKind::Unsupported, "descriptor digest '" + out.digest + "' is not sha256");
     if (const auto* mt = d.if_contains("mediaType"); mt && mt->is_string()) out.media_type = std::string(mt->as_string());
-    if (const auto* s = d.if_contains("size"); s && s->is_number()) out.size = s->to_number<long long>();
+    if (const auto* s = d.if_contains("size"); s && s->is_number()) {
+      // 1.5 or 1e300 would make to_number throw: a size that is no whole number is refused.
+      boost::system::error_code size_ec;
+      out.size = s->to_number<long long>(size_ec);
+      if (size_ec) return fail(ErrorKind::Protocol, "descriptor size is not a whole number of bytes");
+    }
     out.foreign = d.if_contains("urls") != nullptr &&
                   (out.media_type.find("foreign") != std::string::npos || out.media_type.find("nondistributable") != std::string::npos);
     return out;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs Ferry's build dependencies and test peers from Debian 12 packages; idempotent and quick when done.
+# With arguments, installs just those packages the same way (scripts/fuzz.sh: clang-19 for libFuzzer).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,9 @@ packages=(
   docker-registry skopeo umoci apache2-utils openssl curl ca-certificates
   python3 python3-jsonschema python3-yaml python3-venv
 )
+if [ $# -gt 0 ]; then
+  packages=("$@")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds the test peers (scripts/test-peers.sh) and Ferry, and runs every
-# test through CTest. FERRY_SANITIZE=ON builds the tests with ASan+UBSan in build-asan/.
+# test through CTest, then fuzzes every parser for a bounded time (scripts/fuzz.sh; FERRY_FUZZ_SECONDS
+# per target, 0 skips it). FERRY_SANITIZE=ON builds the tests with ASan+UBSan in build-asan/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${FERRY_SANITIZE:-OFF}" = "ON" ]; then
@@ -12,5 +13,7 @@ bash scripts/install-deps.sh
 FERRY_PEERS_BIN=$(bash scripts/test-peers.sh | tail -n 1)
 export FERRY_PEERS_BIN
 bash scripts/build.sh
-cd "$build_dir"
-ctest --output-on-failure -j "${FERRY_TEST_JOBS:-2}" "$@"
+(cd "$build_dir" && ctest --output-on-failure -j "${FERRY_TEST_JOBS:-2}" "$@")
+if [ "${FERRY_FUZZ_SECONDS:-20}" != "0" ]; then
+  bash scripts/fuzz.sh
+fi

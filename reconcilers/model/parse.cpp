@@ -1,11 +1,15 @@
 // Reading Ferry resources from YAML and JSON documents into the model types.
 #include "reconcilers/model/parse.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <boost/json.hpp>
+#include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <regex>
+#include <sstream>
 #include <set>
 
 #include "reconcilers/model/secret_data.hpp"
@@ -34,7 +38,13 @@ json::value plain_scalar(const std::string& s) {
     if (ec == std::errc{} && p == s.data() + s.size()) return v;
     return json::string(s);  // out of range: keep the text
   }
-  if (std::regex_match(s, kFloat)) return std::stod(s);
+  if (std::regex_match(s, kFloat)) {
+    // strtod, not stod: "1e999" is out of range, which stod throws for; keep the text then.
+    errno = 0;
+    const double v = std::strtod(s.c_str(), nullptr);
+    if (errno == ERANGE) return json::string(s);
+    return v;
+  }
   return json::string(s);
 }
 
@@ -63,6 +73,40 @@ json::value yaml_to_json(const YAML::Node& n) {
     }
   }
   return nullptr;
+}
+
+// yaml-cpp 0.7's LoadAll never returns on a token that no rule consumes, such as a stray ',' at
+// the top level: it adds a null document for it, again and again (jbeder/yaml-cpp#1040, fixed
+// after 0.8.0 by #1319). A first pass over the parser's events finds that case: a document that
+// starts where the one before it started, so the parser did not move.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  YAML::Mark start;
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+std::optional<SyntaxError> stuck_yaml_parser(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  int previous = -1;
+  while (parser.HandleNextDocument(starts)) {
+    if (starts.start.pos == previous) {
+      const auto at = static_cast<std::size_t>(previous);
+      return SyntaxError{at < text.size() ? "unexpected '" + text.substr(at, 1) + "'" : "unexpected end of stream",
+                         starts.start.line + 1, starts.start.column + 1};
+    }
+    previous = starts.start.pos;
+  }
+  return std::nullopt;
 }
 
 void expand_lists(json::value v, std::vector<json::value>& out) {
@@ -109,7 +153,9 @@ std::expected<std::vector<json::value>, SyntaxError> load_documents(std::string_
     return docs;
   }
   try {
-    for (const auto& node : YAML::LoadAll(std::string(text))) {
+    const std::string yaml(text);
+    if (auto stuck = stuck_yaml_parser(yaml)) return std::unexpected(*stuck);
+    for (const auto& node : YAML::LoadAll(yaml)) {
       if (node.IsNull() || !node.IsDefined()) continue;
       expand_lists(yaml_to_json(node), docs);
     }
@@ -146,7 +192,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) {
     } else {
       return std::nullopt;
     }
-    if (n > (INT64_MAX / 3'600'000)) return std::nullopt;
+    // Each term and the running sum must fit: "2562047788015h2562047788015h" overflowed.
+    if (n > (INT64_MAX - total) / unit) return std::nullopt;
     total += n * unit;
   }
   return std::chrono::milliseconds{total};

@@ -23,11 +23,9 @@ std::optional<std::string> decode_base64(std::string_view in) {
                           static_cast<int>(clean.size()));
   if (n < 0) return std::nullopt;
   std::size_t pad = 0;
-  if (clean.ends_with("==")) {
-    pad = 2;
-  } else if (clean.ends_with("=")) {
-    pad = 1;
-  }
+  while (pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
+  // At most "==", and only at the end: EVP_DecodeBlock reads '=' anywhere as zero bits.
+  if (pad > 2 || clean.find('=') < clean.size() - pad) return std::nullopt;
   out.resize(static_cast<std::size_t>(n) - pad);
   return out;
 }

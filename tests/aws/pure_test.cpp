@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <limits>
 
 #include "aws/credentials.hpp"
 #include "aws/ecr.hpp"
@@ -73,6 +74,17 @@ TEST(Iso8601, Forms) {
   EXPECT_EQ(parse_iso8601("2026-01-02T03:04:05"), base);
   EXPECT_FALSE(parse_iso8601("yesterday"));
   EXPECT_FALSE(parse_iso8601("2026-01-02T03:04:05Zjunk"));
+}
+
+// Found by tests/fuzz (fuzz_aws_response): createdAt "4052-11-28T14:00:00Z" overflowed the
+// nanosecond clock in from_time_t (UBSan); years past 2261 are unreadable.
+TEST(Iso8601, YearsBeyondTheClockAreUnreadable) {
+  EXPECT_FALSE(parse_iso8601("4052-11-28T14:00:00Z"));
+  EXPECT_FALSE(parse_iso8601("9999-12-31T23:59:59-23:59"));
+  EXPECT_TRUE(parse_iso8601("2261-01-01T00:00:00Z"));
+  auto r = parse_repository(json::parse(R"({"repositoryName":"a","createdAt":"4052-11-28T14:00:00Z"})").as_object());
+  EXPECT_EQ(r.name, "a");
+  EXPECT_FALSE(r.created_at);
 }
 
 TEST(ContainerCredentials, ParsesTheEndpointsJson) {
@@ -159,6 +171,23 @@ TEST(Ecr, RepositoryAndImageParsing) {
   EXPECT_EQ(i.size_bytes, 1234);
   ASSERT_TRUE(i.pushed_at);
   EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(i.pushed_at->time_since_epoch()).count(), 1767323045500);
+}
+
+// Found by tests/fuzz (fuzz_aws_response): expiresAt 17646800000.123 (year 2529) overflowed the
+// nanosecond clock (UB in the conversion); such times are unreadable. Sizes that are not whole
+// numbers made to_number throw.
+TEST(Ecr, TimesAndSizesOutOfRangeAreUnreadableNotFatal) {
+  auto t = parse_authorization_token(json::parse(R"({"authorizationData":[{"authorizationToken":
+      "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu","expiresAt":17646800000.123,"proxyEndpoint":"https://e"}]})").as_object());
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(t->expires_at);
+  EXPECT_FALSE(parse_timestamp(json::value(-1e300)));
+  EXPECT_FALSE(parse_timestamp(json::value(std::numeric_limits<double>::quiet_NaN())));
+  EXPECT_TRUE(parse_timestamp(json::value(-1e9)));
+  auto i = parse_image(json::parse(R"({"imageDigest":"sha256:ab","imagePushedAt":1e19,"imageSizeInBytes":1.5})").as_object());
+  EXPECT_FALSE(i.pushed_at);
+  EXPECT_EQ(i.size_bytes, -1);
+  EXPECT_EQ(parse_image(json::parse(R"({"imageSizeInBytes":1e300})").as_object()).size_bytes, -1);
 }
 
 TEST(Sqs, MessagesParsed) {

@@ -171,6 +171,31 @@ TEST(Parse, YamlSyntaxErrorHasLineAndColumn) {
   EXPECT_GT(docs.error().column, 0);
 }
 
+// Found by tests/fuzz (fuzz_resource): yaml-cpp 0.7's LoadAll loops forever, adding a null
+// document each turn, on a stray ',' (jbeder/yaml-cpp#1040); it is a syntax error here.
+TEST(Parse, YamlThatStopsTheParserIsASyntaxError) {
+  for (std::string text : {", a\n", "kind: Registry\n---\n, cross-region.yaml)\nb: c\n", ","}) {
+    auto docs = load_documents(text, Format::Yaml);
+    ASSERT_FALSE(docs) << text;
+    EXPECT_EQ(docs.error().message, "unexpected ','") << text;
+    EXPECT_GT(docs.error().line, 0) << text;
+  }
+  auto docs = load_documents("# comment\n---\n---\na: 1\n...\n---\nb: 2\n", Format::Yaml);
+  ASSERT_TRUE(docs) << docs.error().message;
+  EXPECT_EQ(docs->size(), 2u);
+}
+
+// A plain scalar that looks like a float but is out of double's range stays text (as an
+// integer out of int64's range does) instead of std::stod's std::out_of_range escaping.
+TEST(Parse, YamlFloatsOutOfRangeStayText) {
+  auto docs = load_documents("a: 1e999\nb: -1e-999\nc: 1.5e3\n", Format::Yaml);
+  ASSERT_TRUE(docs) << docs.error().message;
+  const auto& o = docs->front().as_object();
+  EXPECT_EQ(o.at("a"), "1e999");
+  EXPECT_EQ(o.at("b"), "-1e-999");
+  EXPECT_EQ(o.at("c"), 1500.0);
+}
+
 TEST(Parse, JsonDocumentsAndSyntaxErrors) {
   auto docs = load_documents(R"({"apiVersion":"ferry.dev/v1alpha1","kind":"Registry","metadata":{"name":"a"},
 "spec":{"registryId":"111111111111","region":"us-east-1","endpoint":"http://h:1"}})",
@@ -226,6 +251,14 @@ TEST(Parse, Durations) {
   EXPECT_FALSE(parse_duration("1d"));
   EXPECT_FALSE(parse_duration(""));
   EXPECT_FALSE(parse_duration("-1s"));
+}
+
+// Found by tests/fuzz (fuzz_duration): each term fitted, their sum overflowed int64 (UB).
+TEST(Parse, DurationsBeyondInt64MillisecondsAreRefused) {
+  EXPECT_FALSE(parse_duration("000000000002000000000000h6h3h000000800000000000h0006h3h"));
+  EXPECT_FALSE(parse_duration("2562047788015h2562047788015h"));
+  EXPECT_FALSE(parse_duration("9223372036854775807ms1ms"));
+  EXPECT_EQ(parse_duration("9223372036854775807ms"), std::chrono::milliseconds(INT64_MAX));
 }
 
 TEST(Parse, ImageReplicationWithStatus) {

@@ -34,6 +34,17 @@ TEST(SecretData, DockerConfigJsonIsMatchedByHostWithOrWithoutScheme) {
   EXPECT_FALSE(credentials_from_secret(s, "other.example:5000"));
 }
 
+// Found by tests/fuzz (fuzz_docker_config), as in the registry's decoder: padding is at most
+// "==" and only at the end, never read as zero bytes.
+TEST(SecretData, Base64PaddingIsAtMostTwoAtTheEnd) {
+  EXPECT_FALSE(decode_base64(std::string(104, '=') + "\r"));
+  EXPECT_FALSE(decode_base64("===="));
+  EXPECT_FALSE(decode_base64("YW==YWI="));
+  EXPECT_EQ(decode_base64("YQ=="), "a");
+  auto s = secret("kubernetes.io/dockerconfigjson", {{".dockerconfigjson", R"({"auths":{"x":{"auth":"========"}}})"}});
+  EXPECT_FALSE(credentials_from_secret(s, "x"));
+}
+
 TEST(SecretData, CaBundleKeysInOrderOfPreference) {
   EXPECT_EQ(ca_bundle_from_secret(secret("Opaque", {{"ca.crt", "A"}, {"ca.pem", "B"}, {"tls.crt", "C"}})), "A");
   EXPECT_EQ(ca_bundle_from_secret(secret("Opaque", {{"ca.pem", "B"}, {"tls.crt", "C"}})), "B");

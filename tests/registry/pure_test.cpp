@@ -195,6 +195,39 @@ TEST(Credentials, BasicHeaderAndUserPassword) {
   EXPECT_FALSE(parse_user_password(":x"));
 }
 
+// Found by tests/fuzz (fuzz_docker_config): a run of '=' longer than the decoded bytes made the
+// length wrap around (std::length_error); padding is at most "==" and only at the end.
+TEST(Credentials, Base64PaddingIsAtMostTwoAtTheEnd) {
+  auto bad = base64_decode(std::string(104, '=') + "\r");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "invalid base64 (padding)");
+  EXPECT_FALSE(base64_decode("===="));
+  EXPECT_FALSE(base64_decode("YW==YWI="));
+  EXPECT_FALSE(base64_decode("Y=Ja"));
+  EXPECT_EQ(base64_decode("YQ==").value(), "a");
+  EXPECT_EQ(base64_decode("").value(), "");
+  auto config = credentials_from_docker_config(R"({"auths":{"x":{"auth":"====="}}})", "x");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().message, "docker config: 'auth' is not valid base64");
+}
+
+// Found while writing tests/fuzz/fuzz_manifest: a descriptor size that is no whole number made
+// Boost.JSON's to_number throw out of inspect_manifest; it is a protocol error now.
+TEST(Manifest, SizeThatIsNoWholeNumberIsAProtocolError) {
+  const std::string d = "sha256:" + std::string(64, '1');
+  for (std::string size : {"1.5", "1e300", "-1e300"}) {
+    auto m = inspect_manifest(R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":")" + d +
+                                  R"(","size":)" + size + "},\"layers\":[]}",
+                              "");
+    ASSERT_FALSE(m) << size;
+    EXPECT_EQ(m.error().kind, ErrorKind::Protocol) << size;
+    EXPECT_EQ(m.error().message, "descriptor size is not a whole number of bytes") << size;
+  }
+  auto whole = inspect_manifest(R"({"manifests":[{"digest":")" + d + R"(","size":2e3}]})", "");
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->children.at(0).size, 2000);
+}
+
 TEST(Manifest, InspectsKinds) {
   const std::string d1 = "sha256:" + std::string(64, '1'), d2 = "sha256:" + std::string(64, '2');
   auto image = inspect_manifest(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
