@@ -2,6 +2,8 @@
 // CreateRepository, listing.
 #include <spdlog/spdlog.h>
 
+#include <boost/url/parse.hpp>
+
 #include "engine/engine_impl.hpp"
 
 namespace ferry::engine {
@@ -19,7 +21,8 @@ void ReplicationEngine::Impl::update_ecr_registries() {
     const std::string k = key_text(r.key());
     const model::Secret* secret =
         r.spec.credentials_secret_ref ? index.secret(*r.spec.credentials_secret_ref) : nullptr;
-    std::string sig = r.spec.endpoint + "|" + r.spec.ecr_api_endpoint + "|" + r.spec.sts_endpoint;
+    std::string sig = r.spec.endpoint + "|" + r.spec.ecr_api_endpoint + "|" + r.spec.sts_endpoint +
+                      "|" + r.spec.ecr_events_queue_url;
     if (secret) {
       for (const auto& [key, value] : secret->data)
         sig += "|" + key + "=" + model::sha256_hex(value);
@@ -46,6 +49,13 @@ void ReplicationEngine::Impl::update_ecr_registries() {
       e->api = std::make_shared<aws::EcrClient>(
           *aws_http, e->creds,
           aws::EcrOptions{r.spec.region, r.spec.ecr_api_endpoint, r.spec.registry_id});
+      if (auto q = boost::urls::parse_absolute_uri(r.spec.ecr_events_queue_url)) {
+        // SQS answers on the queue URL's own origin (a VPC endpoint, another partition, a test).
+        const std::string origin =
+            std::string(q->scheme()) + "://" + std::string(q->encoded_host_and_port());
+        e->sqs = std::make_shared<aws::SqsClient>(*aws_http, e->creds,
+                                                  aws::SqsOptions{r.spec.region, origin});
+      }
       spdlog::info("msg=\"ECR registry\" registry={} api={} credentials={}", k, e->api->endpoint(),
                    e->creds->name());
     } else {

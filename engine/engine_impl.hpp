@@ -6,6 +6,7 @@
 //   destination.cpp    one destination's copy: authorization (S2, S8), S12, S13, the copier
 //   poller.cpp         the polling safety net
 //   ecr.cpp            Amazon ECR registries (SPEC §7): API clients, tokens, CreateRepository
+//   ecr_events.cpp     their push events from SQS (EventBridge "ECR Image Action")
 //   backfill_progress.cpp, backfill_run.cpp   ReplicationBackfill (S17)
 //   referrers.cpp      referrers (signatures, SBOMs) follow their image (S19)
 //   lifecycle.cpp      start, the TTL sweep
@@ -37,6 +38,7 @@
 
 #include "aws/credentials.hpp"
 #include "aws/ecr.hpp"
+#include "aws/sqs.hpp"
 #include "engine/replication_engine.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/events.hpp"
@@ -244,6 +246,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   struct Ecr {
     std::shared_ptr<aws::CredentialsProvider> creds;
     std::shared_ptr<aws::EcrClient> api;
+    std::shared_ptr<aws::SqsClient> sqs;  // spec.ecr.eventsQueueUrl set: push events arrive there
     std::string error;      // why it cannot be used (e.g. no credentials)
     std::string signature;  // what it was built from: a token survives reloads while this holds
     std::optional<aws::AuthorizationToken> token;
@@ -255,6 +258,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   void rebuild_copier();
   asio::awaitable<std::expected<void, Failure>> ecr_ready(RegistryKey k);
   void ecr_unauthorized(const RegistryKey& k);
+  // ecr_events.cpp: EventBridge "ECR Image Action" events from the registry's SQS queue.
+  asio::awaitable<void> sqs_loop(std::uint64_t gen, RegistryKey reg);
+  asio::awaitable<void> take_ecr_event(RegistryKey reg, aws::SqsMessage message);
   static model::Repository repository_from_ecr(const RegistryKey& dest, const aws::Repository& r);
   asio::awaitable<std::expected<bool, Failure>> destination_has_repository(registry::Copier& c,
                                                                            const Endpoint& ep,

@@ -13,6 +13,9 @@ void ReplicationEngine::Impl::restart_polling() {
   for (const auto& c : index.configs()) {
     const model::Registry* reg = index.registry(c.key());
     if (!reg || !reg->spec.enabled) continue;
+    if (reg->spec.type == model::RegistryType::Ecr && !reg->spec.ecr_events_queue_url.empty()) {
+      asio::co_spawn(io, sqs_loop(gen, c.key()), asio::detached);
+    }
     if (reg->spec.poll_interval.count() == 0) {
       // No polling: the baseline is still taken once so that enabling it later copies nothing old.
       continue;

@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/parse.hpp"
 #include "reconcilers/model/validate.hpp"
 
@@ -81,6 +82,46 @@ std::expected<std::vector<PushEvent>, std::string> parse_notification(std::strin
       return std::unexpected(where + ".target.tag: \"" + e.tag + "\" is not a tag");
     }
     out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::expected<EcrImageAction, std::string> parse_ecr_image_action(std::string_view body) {
+  auto doc = parse_json_text(body);
+  if (!doc) {
+    return std::unexpected("not JSON: " + doc.error().message + " at line " + std::to_string(doc.error().line) +
+                           ", column " + std::to_string(doc.error().column));
+  }
+  const auto* ev = doc->if_object();
+  if (!ev) return std::unexpected(std::string("not an EventBridge event: expected a JSON object"));
+  if (str_at(*ev, "source") != "aws.ecr" || str_at(*ev, "detail-type") != "ECR Image Action") {
+    return std::unexpected("not an ECR Image Action event: source \"" + str_at(*ev, "source") +
+                           "\", detail-type \"" + str_at(*ev, "detail-type") + "\"");
+  }
+  const json::value* detail_v = ev->if_contains("detail");
+  const auto* detail = detail_v ? detail_v->if_object() : nullptr;
+  if (!detail) return std::unexpected(std::string("detail: required object"));
+  EcrImageAction out;
+  out.account = str_at(*ev, "account");
+  out.region = str_at(*ev, "region");
+  if (!is_valid_registry_id(out.account)) return std::unexpected("account: \"" + out.account + "\" is not 12 digits");
+  if (out.region.empty()) return std::unexpected(std::string("region: required"));
+  out.successful_push = str_at(*detail, "action-type") == "PUSH" && str_at(*detail, "result") == "SUCCESS";
+  if (!out.successful_push) return out;
+  PushEvent& p = out.push;
+  p.id = str_at(*ev, "id");
+  p.timestamp = str_at(*ev, "time");
+  p.repository = str_at(*detail, "repository-name");
+  p.digest = str_at(*detail, "image-digest");
+  p.tag = str_at(*detail, "image-tag");
+  p.media_type = str_at(*detail, "manifest-media-type");
+  if (!is_valid_repository_name(p.repository)) {
+    return std::unexpected("detail.repository-name: \"" + p.repository + "\" is not a repository name");
+  }
+  if (!is_valid_digest(p.digest)) return std::unexpected("detail.image-digest: \"" + p.digest + "\" is not a sha256 digest");
+  if (!p.tag.empty() && !is_valid_tag(p.tag)) return std::unexpected("detail.image-tag: \"" + p.tag + "\" is not a tag");
+  if (!p.timestamp.empty() && !parse_rfc3339(p.timestamp)) {
+    return std::unexpected("time: \"" + p.timestamp + "\" is not an RFC 3339 time");
   }
   return out;
 }

@@ -29,6 +29,16 @@ bool is_manifest_media_type(std::string_view media_type);
 // whole envelope an error (a reason fit for a 400 response), so nothing is half-applied.
 std::expected<std::vector<PushEvent>, std::string> parse_notification(std::string_view body);
 
+// An Amazon EventBridge "ECR Image Action" event (source aws.ecr), as an SQS message body carries
+// it when an EventBridge rule sends ECR's events to a queue.
+struct EcrImageAction {
+  std::string account, region;  // of the registry the event is about
+  bool successful_push = false;  // action-type PUSH and result SUCCESS; anything else is ignored
+  PushEvent push;                // repository, digest, tag, media type, time (whole seconds)
+};
+// A malformed or foreign body is an error saying what and where (the message is dropped).
+std::expected<EcrImageAction, std::string> parse_ecr_image_action(std::string_view body);
+
 // Content types a notification may arrive with (parameters such as charset are ignored).
 bool is_notification_content_type(std::string_view content_type);
 

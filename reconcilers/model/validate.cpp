@@ -221,17 +221,13 @@ FieldErrors validate(const Registry& r) {
                                            " must be a base URL without query or fragment"});
   }
   for (const auto& [field, url] : {std::pair{"spec.ecr.apiEndpoint", &r.spec.ecr_api_endpoint},
-                                   std::pair{"spec.ecr.stsEndpoint", &r.spec.sts_endpoint}}) {
+                                   std::pair{"spec.ecr.stsEndpoint", &r.spec.sts_endpoint},
+                                   std::pair{"spec.ecr.eventsQueueUrl", &r.spec.ecr_events_queue_url}}) {
     if (url->empty()) continue;
     auto u = boost::urls::parse_absolute_uri(*url);
     if (!u || (u->scheme() != "http" && u->scheme() != "https") || u->host().empty()) {
       errors.push_back({field, quoted(*url) + " is not an http:// or https:// URL with a host"});
     }
-  }
-  if (!r.spec.ecr_events_queue_url.empty()) {
-    errors.push_back({"spec.ecr.eventsQueueUrl",
-                      "reading ECR push events from SQS is not implemented yet; pushes to an ECR source are "
-                      "found by polling (spec.pollInterval)"});
   }
   if (r.spec.poll_interval.count() > 0 && r.spec.poll_interval < std::chrono::seconds(1)) {
     errors.push_back({"spec.pollInterval", "must be 0 (disabled) or at least 1s"});

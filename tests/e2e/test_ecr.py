@@ -21,11 +21,13 @@ from moto_server import KEYS, Moto  # noqa: E402
 A_ID, B_ID = "111111111111", "222222222222"
 
 
-def ecr_registry(name, registry_id, region, data_plane, moto, secret=None, poll="0", sts=None):
+def ecr_registry(name, registry_id, region, data_plane, moto, secret=None, poll="0", sts=None, events=None):
     out = (f"apiVersion: ferry.dev/v1alpha1\nkind: Registry\nmetadata: {{name: {name}}}\n"
            f"spec:\n  registryId: \"{registry_id}\"\n  region: {region}\n  type: ecr\n"
            f"  endpoint: http://{data_plane.host}\n  pollInterval: \"{poll}\"\n"
            f"  ecr:\n    apiEndpoint: {moto.url}\n")
+    if events:
+        out += f"    eventsQueueUrl: {events}\n"
     if sts:
         out += f"    stsEndpoint: {sts}\n"
     if secret:
@@ -216,6 +218,54 @@ class EcrToOci(EcrTest):
         self.assertEqual(done["images"], {"total": 2, "replicated": 1, "skipped": 1, "failed": 0}, done)
         self.assertEqual(b.manifest("prod/app", "old"), a.manifest("prod/app", old.digest))
         self.assertIn("via=DescribeImages", self.ferry.process.output())
+
+
+def image_action(account, region, repo, digest, tag, action="PUSH", result="SUCCESS"):
+    """An EventBridge "ECR Image Action" event, as a rule delivers it to SQS (AWS's documented shape)."""
+    return json.dumps({
+        "version": "0", "id": f"evt-{repo}-{tag}-{action}", "detail-type": "ECR Image Action", "source": "aws.ecr",
+        "account": account, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": region,
+        "resources": [], "detail": {"result": result, "repository-name": repo, "image-digest": digest,
+                                    "action-type": action, "image-tag": tag,
+                                    "manifest-media-type": "application/vnd.oci.image.manifest.v1+json"}})
+
+
+class EcrEventsToOci(EcrTest):
+    """An ECR source whose pushes arrive as EventBridge events through SQS, polling off: each push
+    replicates, every message leaves the queue, malformed and foreign ones are dropped."""
+
+    def test_push_events_from_sqs_replicate_and_leave_the_queue(self):
+        moto_a = self.moto(A_ID)
+        a = self.data_plane("ecr-a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        sqs = moto_a.client("sqs")
+        queue = sqs.create_queue(QueueName="ecr-events", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+        self.ferry.write("secret.yaml", aws_secret("aws-a", {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                                                             "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}))
+        self.ferry.write("regs.yaml", ecr_registry("ecr-a", A_ID, "us-east-1", a, moto_a, secret="aws-a",
+                                                   events=queue) + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        time.sleep(1)  # the configuration applies now (S3); events are timed in whole seconds
+        img = self.image(seed="evented")
+        img.push(a, "prod/app", tag="v1")
+        for body in ("{not json", image_action(B_ID, "us-east-1", "prod/app", img.digest, "v1"),
+                     image_action(A_ID, "us-east-1", "prod/app", img.digest, "v1", action="DELETE"),
+                     image_action(A_ID, "us-east-1", "prod/app", img.digest, "v1")):
+            sqs.send_message(QueueUrl=queue, MessageBody=body)
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=30)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", img.digest))
+
+        def drained():
+            attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+            return (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+        wait_until(drained, 15, what="every message deleted from the queue")
+        self.assertIn("via=sqs", self.ferry.process.output())
+        log = self.ferry.process.output()
+        self.assertIn("malformed ECR event dropped", log)
+        self.assertIn("ECR event of another registry dropped", log)
+        self.assertEqual(len([r for r in self.ferry.records("imagereplications")]), 1, "one push, one record")
 
 
 class EcrToEcr(EcrTest):

@@ -102,5 +102,53 @@ TEST(Clock, Rfc3339RoundTripAndForms) {
   EXPECT_FALSE(parse_rfc3339("2026-13-28T14:00:00Z"));
 }
 
+// EventBridge "ECR Image Action" events, as an SQS message body holds them (AWS's documented shape).
+std::string ecr_event(const std::string& action, const std::string& result, const std::string& detail_extra = "") {
+  return R"({"version":"0","id":"13cde686-328b-6117-af20-0e5566167482","detail-type":"ECR Image Action",)"
+         R"("source":"aws.ecr","account":"123456789012","time":"2026-11-28T14:00:00Z","region":"us-west-2",)"
+         R"("resources":[],"detail":{"result":")" + result + R"(","repository-name":"prod/app","image-digest":")" +
+         kDigest + R"(","action-type":")" + action + R"(","image-tag":"v1")" + detail_extra + "}}";
+}
+
+TEST(EcrImageActions, ASuccessfulPushIsAPush) {
+  auto e = parse_ecr_image_action(ecr_event("PUSH", "SUCCESS",
+                                            R"(,"manifest-media-type":"application/vnd.oci.image.manifest.v1+json")"));
+  ASSERT_TRUE(e) << e.error();
+  EXPECT_TRUE(e->successful_push);
+  EXPECT_EQ(e->account, "123456789012");
+  EXPECT_EQ(e->region, "us-west-2");
+  EXPECT_EQ(e->push.repository, "prod/app");
+  EXPECT_EQ(e->push.digest, kDigest);
+  EXPECT_EQ(e->push.tag, "v1");
+  EXPECT_EQ(e->push.timestamp, "2026-11-28T14:00:00Z");
+  EXPECT_EQ(e->push.id, "13cde686-328b-6117-af20-0e5566167482");
+  EXPECT_EQ(e->push.media_type, "application/vnd.oci.image.manifest.v1+json");
+}
+
+TEST(EcrImageActions, DeletesAndFailuresAreNotPushes) {
+  auto del = parse_ecr_image_action(ecr_event("DELETE", "SUCCESS"));
+  ASSERT_TRUE(del) << del.error();
+  EXPECT_FALSE(del->successful_push);
+  auto failed = parse_ecr_image_action(ecr_event("PUSH", "FAILURE"));
+  ASSERT_TRUE(failed) << failed.error();
+  EXPECT_FALSE(failed->successful_push);
+}
+
+TEST(EcrImageActions, MalformedOrForeignBodiesSayWhy) {
+  EXPECT_THAT(parse_ecr_image_action("not json").error(), HasSubstr("not JSON"));
+  EXPECT_THAT(parse_ecr_image_action("[1]").error(), HasSubstr("expected a JSON object"));
+  EXPECT_THAT(parse_ecr_image_action(R"({"source":"aws.s3","detail-type":"Object Created"})").error(),
+              HasSubstr("not an ECR Image Action event"));
+  std::string bad_digest = ecr_event("PUSH", "SUCCESS");
+  bad_digest.replace(bad_digest.find(kDigest), kDigest.size(), "sha256:short");
+  EXPECT_THAT(parse_ecr_image_action(bad_digest).error(), HasSubstr("detail.image-digest"));
+  std::string bad_repo = ecr_event("PUSH", "SUCCESS");
+  bad_repo.replace(bad_repo.find("prod/app"), 8, "../etc");
+  EXPECT_THAT(parse_ecr_image_action(bad_repo).error(), HasSubstr("detail.repository-name"));
+  std::string bad_account = ecr_event("PUSH", "SUCCESS");
+  bad_account.replace(bad_account.find("123456789012"), 12, "12345");
+  EXPECT_THAT(parse_ecr_image_action(bad_account).error(), HasSubstr("account"));
+}
+
 }  // namespace
 }  // namespace ferry::model

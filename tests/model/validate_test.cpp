@@ -230,12 +230,11 @@ apiVersion: ferry.dev/v1alpha1
 kind: Registry
 metadata: {name: r}
 spec: {registryId: "111111111111", region: us-east-1, endpoint: "ftp://x", type: ecr, pollInterval: 10ms,
-       ecr: {apiEndpoint: "api.ecr", eventsQueueUrl: "https://sqs.us-east-1.amazonaws.com/111111111111/q"}}
+       ecr: {apiEndpoint: "api.ecr", eventsQueueUrl: "sqs/111111111111/q"}}
 )"),
               ElementsAre("spec.endpoint: \"ftp://x\" is not an http:// or https:// URL with a host",
                           "spec.ecr.apiEndpoint: \"api.ecr\" is not an http:// or https:// URL with a host",
-                          ::testing::StartsWith("spec.ecr.eventsQueueUrl: reading ECR push events from SQS is not "
-                                                "implemented yet"),
+                          "spec.ecr.eventsQueueUrl: \"sqs/111111111111/q\" is not an http:// or https:// URL with a host",
                           "spec.pollInterval: must be 0 (disabled) or at least 1s"));
   // Only an ECR registry may leave out its endpoint, and only it has ECR settings.
   EXPECT_THAT(testing::errors_of(R"(
