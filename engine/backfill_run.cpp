@@ -256,6 +256,8 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::submi
     run = find_backfill(name);
     if (!run || i >= run->items.size()) co_return std::expected<void, std::string>{};
     if (*head && (*head)->digest == item.digest) {
+      // Already there; its referrers may not be (S19).
+      follow_referrers_soon(src, item.repository, item.digest, {dest});
       run->items[i].state = 's';
       recount(*run);
       run->dirty = true;

@@ -83,14 +83,21 @@ void ReplicationEngine::Impl::rebuild_copier() {
     }
     by_host[e.host] = std::move(config);
   }
-  copier = std::make_shared<registry::Copier>(io.get_executor(),
-                                              [by_host](const std::string& host, registry::Side) {
-                                                auto it = by_host.find(host);
-                                                if (it != by_host.end()) return it->second;
-                                                registry::RegistryConfig c;
-                                                c.host = host;
-                                                return c;
-                                              });
+  registry::CopyOptions options;
+  // ferry_bytes_copied_total: each committed blob once (the counter lives as long as `metrics`).
+  options.on_blob_committed = [metrics = metrics, counter = &bytes](std::uint64_t n) {
+    counter->Increment(static_cast<double>(n));
+  };
+  copier = std::make_shared<registry::Copier>(
+      io.get_executor(),
+      [by_host](const std::string& host, registry::Side) {
+        auto it = by_host.find(host);
+        if (it != by_host.end()) return it->second;
+        registry::RegistryConfig c;
+        c.host = host;
+        return c;
+      },
+      std::move(options));
 }
 
 }  // namespace ferry::engine

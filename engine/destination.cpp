@@ -211,10 +211,7 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
   self_writes.insert(self_write_key(dest, src));
   note_known(dest, src.repository_name, write_tag ? src.image_tag : "", src.image_digest);
   save_known_soon();
-  const auto before = copier_now->stats().bytes_copied;
   auto result = co_await copier_now->copy(from, to, write_repository_record);
-  const auto after = copier_now->stats().bytes_copied;
-  if (after > before) bytes.Increment(static_cast<double>(after - before));
   if (!result) {
     if (result.error().http_status == 401 ||
         result.error().kind == registry::ErrorKind::Unauthorized) {

@@ -180,7 +180,6 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   prometheus::Counter& bytes;
   prometheus::Gauge& in_flight_gauge;
   prometheus::Histogram& latency;
-  std::uint64_t bytes_seen = 0;
 
   // ---- configuration.cpp, ledger.cpp (S3 effective times) -----------------------
 
@@ -329,8 +328,14 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   // Registries that answered the referrers API (by key text): polling looks there for referrers
   // pushed by digest alone, which no tag list shows.
   std::set<std::string> referrers_api;
+  // The referrers of a finished record's image, to the destinations it reached; or of an image
+  // at `source` to `dests` (a backfilled image found already there).
   void follow_referrers_soon(const std::string& record);
+  void follow_referrers_soon(RegistryKey source, std::string repository, std::string digest,
+                             std::vector<RegistryKey> dests);
   asio::awaitable<void> follow_referrers(std::string record);
+  asio::awaitable<void> follow_referrers_of(RegistryKey source, std::string repository,
+                                            std::string digest, std::vector<RegistryKey> dests);
   asio::awaitable<void> recheck_referrers(RegistryKey source);
   bool has_record_for(const RegistryKey& source, const model::PushEvent& push) const;
 

@@ -24,6 +24,12 @@ void ReplicationEngine::Impl::follow_referrers_soon(const std::string& record) {
   asio::co_spawn(io, follow_referrers(record), asio::detached);
 }
 
+void ReplicationEngine::Impl::follow_referrers_soon(RegistryKey source, std::string repository,
+                                                    std::string digest,
+                                                    std::vector<RegistryKey> dests) {
+  asio::co_spawn(io, follow_referrers_of(source, repository, digest, dests), asio::detached);
+}
+
 bool ReplicationEngine::Impl::has_record_for(const RegistryKey& source,
                                              const model::PushEvent& push) const {
   for (const auto& [name, rec] : records) {
@@ -41,40 +47,49 @@ asio::awaitable<void> ReplicationEngine::Impl::follow_referrers(std::string name
   auto self = shared_from_this();
   auto it = records.find(name);
   if (it == records.end() || stopped) co_return;
+  // Named copies, not temporaries: GCC 12 destroys temporaries of a co_await's call too early.
   const model::ImageSource src = it->second.spec.source;
-  const RegistryKey src_key{src.registry_id, src.region};
+  const RegistryKey source{src.registry_id, src.region};
   std::vector<RegistryKey> dests;
   for (const auto& st : it->second.status.replication_statuses) {
     if (st.status == model::kComplete) dests.push_back({st.registry_id, st.region});
   }
+  co_await follow_referrers_of(source, src.repository_name, src.image_digest, std::move(dests));
+}
+
+asio::awaitable<void> ReplicationEngine::Impl::follow_referrers_of(RegistryKey src_key,
+                                                                   std::string repository,
+                                                                   std::string digest,
+                                                                   std::vector<RegistryKey> dests) {
+  auto self = shared_from_this();
+  if (stopped) co_return;
   auto ep = endpoints.find(key_text(src_key));
   if (dests.empty() || ep == endpoints.end() || !ep->second.error.empty()) co_return;
   const std::string host = ep->second.host;
   if (auto ready = co_await ecr_ready(src_key); !ready) co_return;
   auto copier_now = copier;
-  auto refs = co_await copier_now->client(host, registry::Side::Source)
-                  .referrers(src.repository_name, src.image_digest);
+  auto refs =
+      co_await copier_now->client(host, registry::Side::Source).referrers(repository, digest);
   if (!refs) {
     spdlog::warn("msg=\"cannot list referrers\" registry={} repository={} digest={} error=\"{}\"",
-                 key_text(src_key), src.repository_name, src.image_digest,
-                 refs.error().to_string());
+                 key_text(src_key), repository, digest, refs.error().to_string());
     co_return;
   }
   if (refs->api) referrers_api.insert(key_text(src_key));
   std::vector<model::PushEvent> found;
-  const std::string push_id = std::string(kReferrersPushId) + src.image_digest;
+  const std::string push_id = std::string(kReferrersPushId) + digest;
   if (!refs->fallback_tag.empty()) {
     // The tag schema's index lists every referrer: copying it as the tag it is takes them along
     // and keeps them discoverable at a destination without the referrers API.
     found.push_back({.id = push_id,
-                     .repository = src.repository_name,
+                     .repository = repository,
                      .digest = refs->fallback_index,
                      .tag = refs->fallback_tag,
                      .media_type = std::string(registry::media::oci_index)});
   } else {
     for (const auto& d : refs->manifests) {
       found.push_back({.id = push_id,
-                       .repository = src.repository_name,
+                       .repository = repository,
                        .digest = d.digest,
                        .media_type = d.media_type});
     }
@@ -94,7 +109,7 @@ asio::awaitable<void> ReplicationEngine::Impl::follow_referrers(std::string name
     spdlog::info(
         "msg=\"referrer recorded\" record={} registry={} repository={} digest={} tag={} subject={} "
         "destinations={}",
-        record.metadata.name, key_text(src_key), p.repository, p.digest, p.tag, src.image_digest,
+        record.metadata.name, key_text(src_key), p.repository, p.digest, p.tag, digest,
         dests.size());
     const std::string rec_name = record.metadata.name;
     records.emplace(rec_name, std::move(record));

@@ -324,6 +324,7 @@ struct Copier::Impl {
       auto r = co_await stream_blob(src, src_repo, dst, dst_repo, desc, session, streamed);
       if (r) {
         ++stats.blobs_copied;
+        if (options.on_blob_committed) options.on_blob_committed(streamed);
         co_return r;
       }
       stats.bytes_copied -= streamed;  // counted again by the next attempt

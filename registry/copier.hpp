@@ -28,6 +28,9 @@ struct CopyOptions {
   std::uint64_t patch_bytes = 0;
   bool digest_only = false;              // push the top manifest by digest, without the tag (S13)
   RetryPolicy retry;                     // whole-blob retries after a failed stream
+  // Called with a blob's size each time one is committed at a destination (not for skipped or
+  // mounted blobs, nor for streams that failed): bytes written, each once, whatever runs beside.
+  std::function<void(std::uint64_t)> on_blob_committed;
 };
 
 struct CopyStats {

@@ -353,6 +353,17 @@ class Ferry:
         # Exit 0 all COMPLETE, 1 one FAILED (or nothing recorded: no output), 3 one IN_PROGRESS.
         return json.loads(p.stdout) if p.returncode in (0, 1, 3) and p.stdout else None
 
+    def backfill_status(self, name):
+        """`ferry status --backfill NAME` as JSON, or None while there is none."""
+        res = run([FERRY, "status", "--state-dir", self.state, "--backfill", name], check=False)
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    def wait_backfill(self, name, phases=("COMPLETE", "FAILED"), timeout=60):
+        def reached():
+            st = self.backfill_status(name)
+            return st if st and st.get("phase") in phases else None
+        return wait_until(reached, timeout, interval=0.2, what=f"backfill {name} in {phases}")
+
     def wait_status(self, repo, image, expected, timeout=30):
         """Waits until every destination is finished; returns {(registryId, region): status entry}."""
         def done():

@@ -209,12 +209,7 @@ class EcrToOci(EcrTest):
             f"spec:\n  registryId: \"{A_ID}\"\n  region: us-east-1\n"
             f"  destination: {{region: us-west-2, registryId: \"{A_ID}\"}}\n"))
 
-        def backfilled():
-            r = run([os.environ["FERRY_BINARY"], "status", "--state-dir", self.ferry.state, "--backfill", "old"],
-                    check=False)
-            st = json.loads(r.stdout) if r.returncode == 0 else {}
-            return st if st.get("phase") in ("COMPLETE", "FAILED") else None
-        done = wait_until(backfilled, 30, what="the backfill")
+        done = self.ferry.wait_backfill("old", timeout=30)
         self.assertEqual(done["images"], {"total": 2, "replicated": 1, "skipped": 1, "failed": 0}, done)
         self.assertEqual(b.manifest("prod/app", "old"), a.manifest("prod/app", old.digest))
         self.assertIn("via=DescribeImages", self.ferry.process.output())

@@ -581,13 +581,10 @@ class Backfill(E2ETest):
         return images
 
     def backfill_status(self, name):
-        res = run([os.environ["FERRY_BINARY"], "status", "--state-dir", self.ferry.state, "--backfill", name],
-                  check=False)
-        return json.loads(res.stdout) if res.returncode == 0 else None
+        return self.ferry.backfill_status(name)
 
     def wait_phase(self, name, phases, timeout=60):
-        return wait_until(lambda: (lambda s: s if s and s.get("phase") in phases else None)(self.backfill_status(name)),
-                          timeout, interval=0.2, what=f"backfill {name} in {phases}")
+        return self.ferry.wait_backfill(name, phases, timeout)
 
     def test_s17_hundred_tags_ten_repositories_thirty_already_there(self):
         a = self.registry("a", A_ID, "us-east-1", notify=False)
@@ -882,6 +879,27 @@ class Referrers(E2ETest):
             self.assertEqual([s["status"] for s in statuses_of(self.ferry, "prod/app", d)], ["COMPLETE"])
         self.assertEqual(b.tags("prod/app"), ["v1"], "referrers go by digest; no tag is made up")
 
+    def test_s19_referrers_of_a_backfilled_image_already_there_follow_it(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False, server="referrers")
+        b = self.registry("b", A_ID, "us-west-2", notify=False, server="referrers")
+        img = self.image(seed="there-unsigned")
+        img.push(a, "prod/app")
+        img.push(b, "prod/app")  # the image is at the destination already, its signature is not
+        sig = a.push_referrer("prod/app", img.digest, SIGNATURE, b'{"critical":{"image":"old"}}')
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.write("backfill.yaml", (
+            "apiVersion: ferry.dev/v1alpha1\nkind: ReplicationBackfill\nmetadata: {name: old}\n"
+            f"spec:\n  registryId: \"{A_ID}\"\n  region: us-east-1\n"
+            f"  destination: {{region: us-west-2, registryId: \"{A_ID}\"}}\n"))
+        self.ferry.start()
+
+        done = self.ferry.wait_backfill("old", timeout=30)
+        self.assertEqual(done["images"], {"total": 1, "replicated": 0, "skipped": 1, "failed": 0}, done)
+        wait_until(lambda: [d["digest"] for d in b.referrers("prod/app", img.digest) or []] == [sig], 20,
+                   what="the signature at the destination")
+        self.assertEqual(b.manifest("prod/app", sig), a.manifest("prod/app", sig))
+
     def _tag_schema_referrers_follow_their_image(self, server):
         a = self.registry("a", A_ID, "us-east-1", server=server)
         b = self.registry("b", A_ID, "us-west-2", server=server)
@@ -910,6 +928,33 @@ class Referrers(E2ETest):
 
     def test_s19_tag_schema_referrers_follow_their_image_on_distribution_v3(self):
         self._tag_schema_referrers_follow_their_image("registry-v3")
+
+
+class Metrics(E2ETest):
+    def test_bytes_copied_counts_each_blob_written_once_with_two_destinations_at_once(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        c = self.registry("c", B_ID, "eu-west-1")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource() + "---\n" + c.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b, c]))
+        self.ferry.write("policy.yaml", registry_policy("c", c, [allow_statement(A_ID, c)]))
+        self.ferry.start()
+        img = self.image(seed="metered", layer_bytes=3 * 1024 * 1024)
+        img.push(a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=2, timeout=30)
+        self.assertEqual({s["status"] for s in st.values()}, {"COMPLETE"}, st)
+        manifest = json.loads(a.manifest("prod/app", "v1"))
+        blob_bytes = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+
+        def bytes_copied():
+            with urllib.request.urlopen(self.ferry.url + "/metrics", timeout=5) as r:
+                text = r.read().decode()
+            return float(re.search(r"^ferry_bytes_copied_total (\S+)$", text, re.M).group(1))
+        self.assertEqual(bytes_copied(), 2 * blob_bytes, "both destinations' blobs, each once")
+        # The same image under another tag writes no blob anywhere: the count stays.
+        img.push(a, "prod/app", tag="v2")
+        self.ferry.wait_status("prod/app", "v2", expected=2, timeout=30)
+        self.assertEqual(bytes_copied(), 2 * blob_bytes)
 
 
 class PushDetection(E2ETest):
