@@ -21,6 +21,17 @@ Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
   e.config.plain_http = url->scheme() == "http";
   e.config.tls.verify = !r.spec.tls_insecure_skip_verify;
   e.config.user_agent = opts.user_agent;
+  if (const auto& l = r.spec.limits; l.requests_per_second > 0 || l.bytes_per_second > 0) {
+    const registry::Limits want{l.requests_per_second, l.bytes_per_second};
+    auto& limiter = limiters[key_text(r.key())];
+    if (!limiter) {
+      limiter = std::make_shared<registry::Limiter>(want);
+    } else if (limiter->limits() != want) {
+      limiter->set(want);
+    }
+    e.config.limiter = limiter;
+  }
+  e.max_copies = static_cast<std::size_t>(std::max<std::int64_t>(0, r.spec.limits.max_concurrent_copies));
   if (r.spec.tls_ca_secret_ref) {
     const model::Secret* s = index.secret(*r.spec.tls_ca_secret_ref);
     auto ca = s ? model::ca_bundle_from_secret(*s) : std::nullopt;

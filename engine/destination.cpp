@@ -211,7 +211,9 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
   self_writes.insert(self_write_key(dest, src));
   note_known(dest, src.repository_name, write_tag ? src.image_tag : "", src.image_digest);
   save_known_soon();
-  auto result = co_await copier_now->copy(from, to, write_repository_record);
+  const auto lane =
+      backfill_of.contains(name) ? registry::Lane::Backfill : registry::Lane::Push;  // S21
+  auto result = co_await copier_now->copy(from, to, write_repository_record, lane);
   if (!result) {
     if (result.error().http_status == 401 ||
         result.error().kind == registry::ErrorKind::Unauthorized) {

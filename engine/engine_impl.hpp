@@ -60,8 +60,9 @@ inline std::string key_text(const RegistryKey& k) { return model::to_string(k); 
 // How Ferry reaches one Registry: host for references, connection settings, or why it can't.
 struct Endpoint {
   std::string host;
-  registry::RegistryConfig config;
-  std::string error;  // e.g. a missing credentials Secret
+  registry::RegistryConfig config;  // config.limiter: its S21 byte and request limits
+  std::size_t max_copies = 0;        // S21 maxConcurrentCopies; 0: no limit
+  std::string error;                 // e.g. a missing credentials Secret
 };
 
 // A failed attempt: what to show, and whether waiting can make it pass (refused, reset, timeout,
@@ -134,6 +135,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::vector<model::Resource> resources;
   model::ResourceIndex index;
   std::map<std::string, Endpoint> endpoints;  // by registry key text
+  // S21: one limiter per registry with limits, kept across reloads (its buckets stay full or
+  // empty as they were), by registry key text.
+  std::map<std::string, std::shared_ptr<registry::Limiter>> limiters;
   std::shared_ptr<registry::Copier> copier;
 
   std::map<std::string, model::ImageReplication> records;
@@ -169,6 +173,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   // creates it, and its Repository record is written once it exists (S12).
   std::set<std::string> creating_repository;
   std::size_t running = 0;
+  std::map<std::string, std::size_t> copies_at;  // copies running per registry key text (S21)
   std::size_t backfill_running = 0;  // of `running`; at most backfill_slots(), so pushes find room
   std::uint64_t poll_generation = 0;
   bool started = false;
@@ -222,6 +227,10 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::size_t backfill_slots() const { return std::max<std::size_t>(1, opts.max_parallel / 2); }
 
   void pump();
+  // S21: the source and destination registry keys of a queued copy, and whether both have room.
+  std::pair<std::string, std::string> copy_registries(const std::string& record,
+                                                      const RegistryKey& dest) const;
+  bool has_room(const std::pair<std::string, std::string>& regs) const;
   model::ReplicationStatus* status_of(model::ImageReplication& rec, const RegistryKey& dest);
   const model::Repository* repository_settings(const RegistryKey& dest,
                                                const std::string& repo) const;
@@ -232,6 +241,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
                                                             const std::string& repo);
   asio::awaitable<void> replicate(std::string name, RegistryKey dest);
   asio::awaitable<void> retry_or_fail(std::string name, RegistryKey dest, Failure why);
+  std::size_t retry_now(const std::string& name, const std::string& requested_at);
 
   // ---- poller.cpp: the polling safety net -----------------------------------------
 

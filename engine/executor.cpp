@@ -16,19 +16,64 @@ void ReplicationEngine::Impl::enqueue(const std::string& record, const RegistryK
   if (started) pump();
 }
 
+std::pair<std::string, std::string> ReplicationEngine::Impl::copy_registries(
+    const std::string& record, const RegistryKey& dest) const {
+  auto it = records.find(record);
+  std::string source = it == records.end() ? std::string()
+                                           : key_text({it->second.spec.source.registry_id,
+                                                       it->second.spec.source.region});
+  return {std::move(source), key_text(dest)};
+}
+
+bool ReplicationEngine::Impl::has_room(const std::pair<std::string, std::string>& regs) const {
+  for (const auto* k : {&regs.first, &regs.second}) {
+    auto ep = endpoints.find(*k);
+    if (ep == endpoints.end() || ep->second.max_copies == 0) continue;
+    auto at = copies_at.find(*k);
+    if (at != copies_at.end() && at->second >= ep->second.max_copies) return false;
+  }
+  return true;
+}
+
+// Starts queued copies while slots are free: pushes first, then backfilled images (at most
+// backfill_slots() of them). A copy whose source or destination registry is at its
+// maxConcurrentCopies (S21) waits in place; the next one that fits goes first.
 void ReplicationEngine::Impl::pump() {
   while (!stopped && running < opts.max_parallel) {
-    const bool low = queue.empty();
-    if (low && (backfill_queue.empty() || backfill_running >= backfill_slots())) break;
-    auto& from = low ? backfill_queue : queue;
-    auto [name, dest] = from.front();
-    from.pop_front();
+    auto pick = [this](std::deque<std::pair<std::string, RegistryKey>>& from)
+        -> std::optional<std::pair<std::string, RegistryKey>> {
+      for (auto it = from.begin(); it != from.end(); ++it) {
+        if (!has_room(copy_registries(it->first, it->second))) continue;
+        auto item = std::move(*it);
+        from.erase(it);
+        return item;
+      }
+      return std::nullopt;
+    };
+    bool low = false;
+    auto next = pick(queue);
+    if (!next && backfill_running < backfill_slots()) {
+      next = pick(backfill_queue);
+      low = next.has_value();
+    }
+    if (!next) break;
+    auto [name, dest] = std::move(*next);
+    auto regs = copy_registries(name, dest);
     ++running;
     if (low) ++backfill_running;
+    ++copies_at[regs.first];
+    if (regs.second != regs.first) ++copies_at[regs.second];
     asio::co_spawn(io, replicate(name, dest),
-                   [self = shared_from_this(), name, dest, low](std::exception_ptr e) {
+                   [self = shared_from_this(), name, dest, low, regs](std::exception_ptr e) {
                      --self->running;
                      if (low) --self->backfill_running;
+                     for (const auto* k : {&regs.first, &regs.second}) {
+                       if (k == &regs.second && regs.second == regs.first) break;
+                       if (auto at = self->copies_at.find(*k);
+                           at != self->copies_at.end() && --at->second == 0) {
+                         self->copies_at.erase(at);
+                       }
+                     }
                      self->queued.erase(name + "|" + key_text(dest));
                      self->in_flight_gauge.Set(static_cast<double>(self->queued.size()));
                      if (e) {
@@ -175,6 +220,40 @@ asio::awaitable<void> ReplicationEngine::Impl::retry_or_fail(std::string name, R
     if (!ec && !self->stopped) self->enqueue(name, dest);
   });
   co_return;
+}
+
+std::size_t ReplicationEngine::Impl::retry_now(const std::string& name,
+                                               const std::string& requested_at) {
+  auto it = records.find(name);
+  if (it == records.end() || requested_at.empty()) return 0;
+  auto& rec = it->second;
+  if (rec.status.last_handled_retry_at == requested_at) return 0;
+  rec.status.last_handled_retry_at = requested_at;
+  std::vector<RegistryKey> again;
+  for (auto& st : rec.status.replication_statuses) {
+    const bool failed = st.status == model::kFailed;
+    const bool waiting = st.status == model::kInProgress && !st.next_attempt_at.empty();
+    if (!failed && !waiting) continue;
+    if (failed) {
+      // A new start: authorization is decided again from the policy as it is now (S2, S9).
+      st.status = model::kInProgress;
+      st.failure_code.clear();
+      st.completed_at.clear();
+      st.authorized_by.clear();
+      st.tagged = false;
+    }
+    st.message = "retry requested at " + requested_at;
+    st.next_attempt_at.clear();
+    again.push_back({st.registry_id, st.region});
+    attempts.erase(name + "|" + key_text(again.back()));
+  }
+  model::summarize(rec);
+  reconcilers::image_replication_conditions(rec, now_text());
+  save_record(rec);
+  spdlog::info("msg=\"retry requested\" record={} requested_at={} destinations={}", name,
+               requested_at, again.size());
+  for (const auto& d : again) enqueue(name, d);
+  return again.size();
 }
 
 }  // namespace ferry::engine

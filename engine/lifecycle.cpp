@@ -34,6 +34,15 @@ void ReplicationEngine::Impl::start() {
   }
   spdlog::info("msg=\"engine started\" records={} resumed_destinations={}", records.size(),
                resumed);
+  // Retry requests made while no engine ran (cluster mode: the annotation; the informer tells
+  // the engine about later ones).
+  std::vector<std::pair<std::string, std::string>> asked;
+  for (const auto& [name, rec] : records) {
+    auto a = rec.metadata.annotations.find(std::string(model::kRetryAnnotation));
+    if (a != rec.metadata.annotations.end() && a->second != rec.status.last_handled_retry_at)
+      asked.emplace_back(name, a->second);
+  }
+  for (const auto& [name, at] : asked) retry_now(name, at);
   pump();
   schedule_backfills();
   asio::co_spawn(io, sweep_loop(), asio::detached);

@@ -28,6 +28,10 @@ void ReplicationEngine::stop() {
 
 std::size_t ReplicationEngine::running() const { return impl_->running; }
 
+std::size_t ReplicationEngine::retry(const std::string& record, const std::string& requested_at) {
+  return impl_->retry_now(record, requested_at);
+}
+
 std::optional<NotificationOutcome> ReplicationEngine::authenticate_notification(
     const std::string& registry_name, const std::string& authorization) const {
   return impl_->authenticate_notification(registry_name, authorization);

@@ -67,6 +67,11 @@ class ReplicationEngine {
   void stop();
   // Destination copies running now (queued ones not counted).
   std::size_t running() const;
+  // `ferry retry` / the ferry.dev/retry annotation (S20): the record's FAILED destinations, and
+  // those waiting to catch up, are tried again now, authorization decided anew. `requested_at`
+  // is kept as status.lastHandledRetryAt; a request already handled does nothing. Returns the
+  // destinations queued again.
+  std::size_t retry(const std::string& record, const std::string& requested_at);
 
   // The part of POST /registry-events/{registryName} decided from the headers alone, before the
   // body is read (SPEC §6): unknown Registry (404), token Secret missing (503), bearer token

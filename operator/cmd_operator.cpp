@@ -242,6 +242,13 @@ int run(Flags& f) {
       });
     });
   };
+  // `ferry retry` / kubectl annotate ferry.dev/retry=...: the engine retries on its thread (before
+  // it runs, its start reads the annotations of the records it loads).
+  manager_options.on_retry_requested = [&](const std::string& record, const std::string& at) {
+    boost::asio::post(engine_io, [&engine, &engine_running, record, at] {
+      if (engine_running) engine.retry(record, at);
+    });
+  };
   operator_::Manager manager(api, manager_options);
   manager_ptr = &manager;
   std::atomic<bool> standby{f.leader_elect};

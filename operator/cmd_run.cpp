@@ -127,7 +127,8 @@ int run(const RunFlags& f) {
   engine.start();
   ready = true;
 
-  // Re-read the manifests when they change (polled once a second: works on every filesystem).
+  // Re-read the manifests when they change, and take `ferry retry` requests (both polled once a
+  // second: works on every filesystem). A request goes once the record says it was handled.
   std::string signature = directory_signature(manifests);
   asio::steady_timer watch(io);
   std::function<void()> arm = [&] {
@@ -138,6 +139,10 @@ int run(const RunFlags& f) {
       if (now != signature) {
         signature = now;
         engine.set_resources(load(manifests));
+      }
+      for (const auto& [name, at] : state->retry_requests()) {
+        engine.retry(name, at);
+        state->remove_retry_request(name);
       }
       arm();
     });

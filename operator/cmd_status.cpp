@@ -1,7 +1,11 @@
 // `ferry status`: the replication status of an image (DescribeImageReplicationStatus-shaped), of
 // every recorded image of a repository, or of a backfill, from the records of either mode: the
-// state directory of `ferry run`, or the cluster of `ferry operator`.
+// state directory of `ferry run`, or the cluster of `ferry operator`. `ferry retry`: asks the
+// running Ferry to try the FAILED destinations of those records again now (S20).
+#include <algorithm>
 #include <boost/json.hpp>
+#include <expected>
+#include <memory>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -16,6 +20,7 @@
 #include "store/kube_store.hpp"
 #include "store/state_dir.hpp"
 #include "operator/status_view.hpp"
+#include "reconcilers/model/replication.hpp"
 
 namespace ferry::cli {
 namespace json = boost::json;
@@ -148,24 +153,24 @@ int backfill_status(const StatusFlags& f) {
 // nullopt after printing why they cannot be read.
 using RecordReader = std::function<std::optional<std::vector<model::ImageReplication>>()>;
 
-std::optional<RecordReader> record_reader(const StatusFlags& f) {
+std::optional<RecordReader> record_reader(const StatusFlags& f, std::string_view who = "ferry status") {
   if (!f.kubeconfig.empty()) {
     auto config = kube::load_kubeconfig(f.kubeconfig, f.context);
     if (!config) {
-      std::cerr << "ferry status: " << config.error() << "\n";
+      std::cerr << who << ": " << config.error() << "\n";
       return std::nullopt;
     }
     auto client = std::make_shared<kube::Client>(*config);
-    return [client]() -> std::optional<std::vector<model::ImageReplication>> {
+    return [client, who]() -> std::optional<std::vector<model::ImageReplication>> {
       kube::Api api(*client);
       std::vector<std::string> problems;
       auto records = store::KubeStore(api).image_replications(&problems);
-      for (const auto& p : problems) std::cerr << "ferry status: " << p << "\n";
+      for (const auto& p : problems) std::cerr << who << ": " << p << "\n";
       return records;
     };
   }
   if (!std::filesystem::is_directory(std::filesystem::path(f.state_dir) / "imagereplications")) {
-    std::cerr << "ferry status: " << f.state_dir
+    std::cerr << who << ": " << f.state_dir
               << " is not a Ferry state directory (use --state-dir, or --kubeconfig for a cluster)\n";
     return std::nullopt;
   }
@@ -204,7 +209,99 @@ int image_status(const StatusFlags& f) {
   return code;
 }
 
+constexpr std::string_view kRetryAbout =
+    "Asks the running Ferry to try the FAILED destinations of the latest push of an image (--image),\n"
+    "or of every recorded image of the repository, again now, and those waiting to catch up (S20):\n"
+    "authorization is decided anew from the RegistryPolicy as it is. In a cluster (--kubeconfig) it\n"
+    "sets the annotation ferry.dev/retry to the current time on each ImageReplication (the same as\n"
+    "`kubectl annotate --overwrite imagereplication NAME ferry.dev/retry=$(date -u +%FT%TZ)`); for\n"
+    "`ferry run` it leaves a request in the state directory, taken within a second. The record's\n"
+    "status.lastHandledRetryAt shows when Ferry acted on it; follow with `ferry status --wait`.\n"
+    "\n"
+    "Exit codes: 0 a retry was requested; 1 nothing to retry (no FAILED destination, or nothing\n"
+    "recorded); 2 a usage error, unreadable records, or a request that could not be written.";
+
+bool retryable(const model::ImageReplication& rec) {
+  return std::ranges::any_of(rec.status.replication_statuses, [](const auto& s) {
+    return s.status == model::kFailed || (s.status == model::kInProgress && !s.next_attempt_at.empty());
+  });
+}
+
+int retry_images(const StatusFlags& f) {
+  auto read = record_reader(f, "ferry retry");
+  if (!read) return 2;
+  auto records = (*read)();
+  if (!records) return 2;
+  std::vector<const model::ImageReplication*> targets;
+  for (const auto* rec : select_records(*records, f.query))
+    if (retryable(*rec)) targets.push_back(rec);
+  const auto& q = f.query;
+  if (targets.empty()) {
+    std::cerr << "ferry retry: nothing to retry for " << q.repository
+              << (q.image.empty() ? "" : (q.image.starts_with("sha256:") ? "@" : ":") + q.image)
+              << ": no FAILED destination in its latest push\n";
+    return 1;
+  }
+  const std::string at = model::format_rfc3339(std::chrono::system_clock::now(), true);
+  std::function<std::expected<void, std::string>(const std::string&)> request;
+  std::unique_ptr<kube::Client> client;
+  std::unique_ptr<kube::Api> api;
+  std::unique_ptr<store::StateDir> dir;
+  if (!f.kubeconfig.empty()) {
+    auto config = kube::load_kubeconfig(f.kubeconfig, f.context);
+    if (!config) {
+      std::cerr << "ferry retry: " << config.error() << "\n";
+      return 2;
+    }
+    client = std::make_unique<kube::Client>(*config);
+    api = std::make_unique<kube::Api>(*client);
+    request = [&](const std::string& name) -> std::expected<void, std::string> {
+      json::value patch = {{"metadata", {{"annotations", {{std::string(model::kRetryAnnotation), at}}}}}};
+      auto r = api->merge_patch(kube::image_replications(), "", name, patch);
+      if (!r) return std::unexpected(r.error().to_string());
+      return {};
+    };
+  } else {
+    dir = std::make_unique<store::StateDir>(f.state_dir);
+    request = [&](const std::string& name) { return dir->request_retry(name, at); };
+  }
+  int code = 0;
+  for (const auto* rec : targets) {
+    const auto& src = rec->spec.source;
+    const std::string image = src.repository_name + (src.image_tag.empty() ? "@" + src.image_digest : ":" + src.image_tag);
+    std::string dests;
+    for (const auto& s : rec->status.replication_statuses) {
+      if (s.status == model::kFailed || !s.next_attempt_at.empty())
+        dests += (dests.empty() ? "" : ", ") + s.registry_id + "/" + s.region;
+    }
+    if (auto w = request(rec->metadata.name); !w) {
+      std::cerr << "ferry retry: " << image << " (" << rec->metadata.name << "): " << w.error() << "\n";
+      code = 2;
+      continue;
+    }
+    std::cout << "retry requested: " << image << " (" << rec->metadata.name << ") to " << dests << "\n";
+  }
+  return code;
+}
+
 }  // namespace
+
+CLI::App* add_retry(CLI::App& app, Action& action) {
+  auto f = std::make_shared<StatusFlags>();
+  auto* cmd = app.add_subcommand("retry", "Try the FAILED destinations of an image (or a repository's images) again now");
+  cmd->footer(std::string(kRetryAbout));
+  cmd->add_option("--repository", f->query.repository, "source repository, e.g. prod/app")->type_name("NAME")->required();
+  cmd->add_option("--image", f->query.image, "a tag or sha256: digest (default: every recorded image)")
+      ->type_name("TAG|DIGEST");
+  cmd->add_option("--registry-id", f->query.registry_id, "source registry (account) id, when several push that repository")
+      ->type_name("ID");
+  cmd->add_option("--region", f->query.region, "source region")->type_name("R");
+  cmd->add_option("--state-dir", f->state_dir, "state directory of `ferry run`")->type_name("DIR")->capture_default_str();
+  cmd->add_option("--kubeconfig", f->kubeconfig, "annotate the cluster's records instead")->type_name("FILE");
+  cmd->add_option("--context", f->context, "kubeconfig context (default: its current-context)")->type_name("NAME");
+  cmd->callback([f, &action] { action = [f] { return retry_images(*f); }; });
+  return cmd;
+}
 
 CLI::App* add_status(CLI::App& app, Action& action) {
   auto f = std::make_shared<StatusFlags>();

@@ -11,6 +11,7 @@ CLI::App* add_validate(CLI::App& app, Action& action);
 CLI::App* add_copy(CLI::App& app, Action& action);
 CLI::App* add_run(CLI::App& app, Action& action);
 CLI::App* add_status(CLI::App& app, Action& action);
+CLI::App* add_retry(CLI::App& app, Action& action);
 CLI::App* add_operator(CLI::App& app, Action& action);
 
 }  // namespace ferry::cli

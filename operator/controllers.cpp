@@ -72,6 +72,7 @@ struct Manager::Impl {
   Informer repositories;
   Informer templates;
   Informer backfills;
+  std::unique_ptr<Informer> records;  // ImageReplications, for retry requests (no cache)
   Controller registry_ctl{"registry"};
   Controller policy_ctl{"registrypolicy"};
   Controller config_ctl{"replicationconfig"};
@@ -117,6 +118,25 @@ struct Manager::Impl {
           backfill_ctl.queue->add(kube::name_of(obj));
           changed();
         }) {
+    if (opts.on_retry_requested) {
+      records = std::make_unique<Informer>(
+          a, kube::image_replications(), "",
+          [this](const std::string& type, const json::value& obj) {
+            if (type == "DELETED" || !obj.is_object()) return;
+            auto text_at = [&](std::initializer_list<std::string_view> path) -> std::string {
+              const json::value* v = &obj;
+              for (auto k : path) {
+                v = v->is_object() ? v->as_object().if_contains(k) : nullptr;
+                if (!v) return "";
+              }
+              return v->is_string() ? std::string(v->as_string()) : "";
+            };
+            auto asked = text_at({"metadata", "annotations", model::kRetryAnnotation});
+            if (!asked.empty() && asked != text_at({"status", "lastHandledRetryAt"}))
+              opts.on_retry_requested(kube::name_of(obj), asked);
+          },
+          /*keep_objects=*/false);
+    }
     auto on_secret_change = [this](auto&, auto&) {
       on_secret();
       changed();
@@ -545,6 +565,7 @@ void Manager::start() {
   std::vector<Informer*> informers{&impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories,
                                    &impl_->templates, &impl_->backfills};
   for (auto& s : impl_->secrets) informers.push_back(s.get());
+  if (impl_->records) informers.push_back(impl_->records.get());
   for (Informer* inf : informers) impl_->threads.emplace_back([inf, token] { inf->run(token); });
   for (Controller* c : impl_->controllers()) {
     for (int i = 0; i < std::max(1, impl_->opts.workers); ++i) {

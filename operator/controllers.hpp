@@ -27,6 +27,9 @@ struct ManagerOptions {
   // The replication engine's time for each destination of a source (S3), shown in the
   // ReplicationConfig's status; unset: none.
   std::function<std::map<model::RegistryKey, std::string>(const model::RegistryKey& source)> effective_since;
+  // Set: ImageReplications are watched (without a cache) and this is called on the watch's
+  // thread for each whose ferry.dev/retry annotation differs from status.lastHandledRetryAt.
+  std::function<void(const std::string& record, const std::string& requested_at)> on_retry_requested;
 };
 
 // What the replication engine works from: the valid Registries, RegistryPolicies and

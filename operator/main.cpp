@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   ferry::cli::LogFlags log_flags;
   std::vector<CLI::App*> commands = {
       ferry::cli::add_validate(app, action), ferry::cli::add_copy(app, action), ferry::cli::add_run(app, action),
-      ferry::cli::add_status(app, action), ferry::cli::add_operator(app, action)};
+      ferry::cli::add_status(app, action), ferry::cli::add_retry(app, action), ferry::cli::add_operator(app, action)};
   for (auto* cmd : commands) ferry::cli::add_log_flags(*cmd, log_flags);
 
   auto* version = app.add_subcommand("version", "Print the version");

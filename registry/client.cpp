@@ -176,6 +176,7 @@ Task<Result<ResponseStream>> RegistryClient::send(std::string operation, HttpReq
       HttpRequest r = req;
       r.headers.emplace_back("User-Agent", config_.user_agent);
       if (auto a = authorization(scope)) r.headers.emplace_back("Authorization", *a);
+      if (config_.limiter) co_await config_.limiter->request();
       auto resp = co_await http_.open(std::move(r));
       if (!resp) {
         err = where(resp.error());
@@ -433,6 +434,7 @@ Task<Result<RequestStream>> RegistryClient::open_stream(std::string method, std:
     if (!a) co_return std::unexpected(a.error());
   }
   if (auto a = authorization(scope)) req.headers.emplace_back("Authorization", *a);
+  if (config_.limiter) co_await config_.limiter->request();
   auto s = co_await http_.open_upload(std::move(req), length);
   if (!s) {
     auto e = s.error();

@@ -14,6 +14,7 @@
 
 #include "registry/auth.hpp"
 #include "registry/http.hpp"
+#include "registry/limits.hpp"
 #include "registry/wire.hpp"
 #include "registry/retry.hpp"
 
@@ -27,6 +28,8 @@ struct RegistryConfig {
   RetryPolicy retry;
   HttpOptions http;
   std::string user_agent = "ferry/0.1";
+  // S21: shared by every client of this registry; null means unlimited.
+  std::shared_ptr<Limiter> limiter;
 };
 
 struct Manifest {

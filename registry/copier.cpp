@@ -233,7 +233,8 @@ struct Copier::Impl {
   // GET src, PATCH dst, verify sha256 and size, PUT ?digest=. Nothing is committed on mismatch.
   // `streamed` counts the bytes this attempt added to stats.bytes_copied.
   Task<Result<void>> stream_blob(RegistryClient& src, std::string src_repo, RegistryClient& dst, std::string dst_repo,
-                                 Descriptor desc, std::optional<UploadSession> session, std::uint64_t& streamed) {
+                                 Descriptor desc, std::optional<UploadSession> session, std::uint64_t& streamed,
+                                 Lane lane) {
     auto where = [&](ErrorKind k, std::string msg) {
       return std::unexpected(Error{.kind = k, .message = std::move(msg), .operation = "copy blob",
                                    .registry = src.host(), .repository = src_repo, .digest = desc.digest,
@@ -258,7 +259,13 @@ struct Copier::Impl {
                                                      std::to_string(size));
     }
     UploadWriter writer(dst, dst_repo, *session, desc.digest, size, options.stream_in_put, options.patch_bytes);
-    std::vector<std::byte> a(options.chunk_bytes), b(options.chunk_bytes);
+    // S21: bytes read from the source and written to the destination count against both
+    // registries' limits; a limited registry gets pieces of about 1/8 s of its rate.
+    Limiter* limits[] = {src.config().limiter.get(), dst.config().limiter.get()};
+    std::size_t piece = options.chunk_bytes;
+    for (auto* l : limits)
+      if (l) piece = l->piece(piece);
+    std::vector<std::byte> a(piece), b(piece);
     Sha256 hash;
     std::uint64_t seen = 0;
     auto first = co_await get->read(a);
@@ -276,6 +283,8 @@ struct Copier::Impl {
           co_return where(ErrorKind::DigestMismatch, "source bytes hash to " + got + "; upload abandoned");
         }
       }
+      for (auto* l : limits)
+        if (l) co_await l->bytes(n, lane);
       // Write this chunk while the next one is read.
       auto [w, r] = co_await (writer.write(chunk) && get->read(b));
       if (!w) co_return std::unexpected(w.error());
@@ -297,7 +306,7 @@ struct Copier::Impl {
 
   // HEAD-skip, same-registry mount, else stream with bounded retries.
   Task<Result<void>> transfer_blob(RegistryClient& src, std::string src_repo, RegistryClient& dst, std::string dst_repo,
-                                   Descriptor desc, std::optional<UploadSession> session) {
+                                   Descriptor desc, std::optional<UploadSession> session, Lane lane) {
     co_await blob_gate.acquire();
     GateHold hold{blob_gate};
     if (!session) {
@@ -321,7 +330,7 @@ struct Copier::Impl {
     std::chrono::milliseconds waited{0};
     for (int attempt = 1;; ++attempt) {
       std::uint64_t streamed = 0;
-      auto r = co_await stream_blob(src, src_repo, dst, dst_repo, desc, session, streamed);
+      auto r = co_await stream_blob(src, src_repo, dst, dst_repo, desc, session, streamed, lane);
       if (r) {
         ++stats.blobs_copied;
         if (options.on_blob_committed) options.on_blob_committed(streamed);
@@ -344,7 +353,7 @@ struct Copier::Impl {
   // One upload per (destination registry, digest) in this run; other repositories of that
   // registry mount it from the first, and later images of the same repository wait and skip.
   Task<Result<void>> ensure_blob(RegistryClient* src, std::string src_repo, RegistryClient* dst, std::string dst_repo,
-                                 Descriptor desc) {
+                                 Descriptor desc, Lane lane) {
     const std::string repo_key = dst->host() + " " + dst_repo + " " + desc.digest;
     if (auto it = repo_blobs.find(repo_key); it != repo_blobs.end()) {
       auto state = it->second;
@@ -353,11 +362,11 @@ struct Copier::Impl {
         ++stats.blobs_skipped;
         co_return Result<void>{};
       }
-      co_return co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, std::nullopt);
+      co_return co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, std::nullopt, lane);
     }
     auto state = std::make_shared<BlobState>(ex);
     repo_blobs.emplace(repo_key, state);
-    auto r = co_await place_blob(src, src_repo, dst, dst_repo, desc);
+    auto r = co_await place_blob(src, src_repo, dst, dst_repo, desc, lane);
     if (!r) {
       state->error = r.error();
       repo_blobs.erase(repo_key);  // a later image may try again
@@ -367,13 +376,13 @@ struct Copier::Impl {
   }
 
   Task<Result<void>> place_blob(RegistryClient* src, std::string src_repo, RegistryClient* dst, std::string dst_repo,
-                                Descriptor desc) {
+                                Descriptor desc, Lane lane) {
     const std::string key = dst->host() + " " + desc.digest;
     auto it = blobs.find(key);
     if (it == blobs.end()) {
       auto state = std::make_shared<BlobState>(ex);
       blobs.emplace(key, state);
-      auto r = co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, std::nullopt);
+      auto r = co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, std::nullopt, lane);
       if (r) {
         state->repository = dst_repo;
       } else {
@@ -394,11 +403,11 @@ struct Copier::Impl {
       }
       if (m) session = m->session;
     }
-    co_return co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, session);
+    co_return co_await transfer_blob(*src, src_repo, *dst, dst_repo, desc, session, lane);
   }
 
   Task<Result<CopyResult>> copy(Reference source, Reference destination,
-                                std::function<void()> manifest_written = {}) {
+                                std::function<void()> manifest_written = {}, Lane lane = Lane::Push) {
     auto written = [&] {
       if (!manifest_written) return;
       auto f = std::move(manifest_written);
@@ -462,8 +471,8 @@ struct Copier::Impl {
     // Phase 2: every blob, in parallel.
     std::vector<std::function<Task<Result<void>>()>> tasks;
     for (const auto& d : blob_list) {
-      tasks.push_back([this, s = &src, sr = source.repository, t = &dst, dr = destination.repository, d] {
-        return ensure_blob(s, sr, t, dr, d);
+      tasks.push_back([this, s = &src, sr = source.repository, t = &dst, dr = destination.repository, d, lane] {
+        return ensure_blob(s, sr, t, dr, d, lane);
       });
     }
     auto results = co_await join_all<Result<void>>(ex, std::move(tasks));
@@ -505,8 +514,8 @@ const CopyStats& Copier::stats() const { return impl_->stats; }
 RegistryClient& Copier::client(const std::string& host, Side side) { return impl_->client(host, side); }
 
 Task<Result<CopyResult>> Copier::copy(Reference source, Reference destination,
-                                      std::function<void()> manifest_written) {
-  return impl_->copy(std::move(source), std::move(destination), std::move(manifest_written));
+                                      std::function<void()> manifest_written, Lane lane) {
+  return impl_->copy(std::move(source), std::move(destination), std::move(manifest_written), lane);
 }
 
 Task<std::vector<Result<CopyResult>>> Copier::copy_all(std::vector<CopyJob> jobs) {

@@ -66,8 +66,9 @@ class Copier {
   // becomes visible unless every blob and manifest matched its digest. `manifest_written`, when
   // set, is called once, right after the first manifest of this copy is written at the
   // destination: from then on the destination repository exists, even if the copy fails later.
+  // `lane` says whose bytes these are where a registry has a byte limit (S21): a push's go first.
   Task<Result<CopyResult>> copy(Reference source, Reference destination,
-                                std::function<void()> manifest_written = {});
+                                std::function<void()> manifest_written = {}, Lane lane = Lane::Push);
   // Copies concurrently (bounded by max_parallel_images); a blob shared by several images is
   // uploaded once and mounted into the other repositories of the same registry.
   Task<std::vector<Result<CopyResult>>> copy_all(std::vector<CopyJob> jobs);

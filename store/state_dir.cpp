@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -103,7 +104,7 @@ std::expected<void, std::string> write_file_atomically(const fs::path& path, std
 }
 
 StateDir::StateDir(fs::path root) : root_(std::move(root)) {
-  for (const char* sub : {"imagereplications", "repositories", "state"}) {
+  for (const char* sub : {"imagereplications", "repositories", "state", "retry"}) {
     std::error_code ec;
     fs::create_directories(root_ / sub, ec);
     if (ec) throw std::runtime_error("cannot create state directory " + (root_ / sub).string() + ": " + ec.message());
@@ -154,6 +155,34 @@ std::vector<model::Repository> StateDir::repositories(std::vector<std::string>* 
 std::expected<void, std::string> StateDir::save_state(const std::string& key, const json::value& v) {
   if (!safe_name(key)) return std::unexpected("unsafe state key \"" + key + "\"");
   return write_file_atomically(root_ / "state" / (key + ".json"), json::serialize(v));
+}
+
+std::expected<void, std::string> StateDir::request_retry(const std::string& name, const std::string& requested_at) {
+  if (!safe_name(name)) return std::unexpected("unsafe record name \"" + name + "\"");
+  return write_file_atomically(root_ / "retry" / (name + ".json"),
+                               json::serialize(json::object{{"requestedAt", requested_at}}));
+}
+
+std::vector<std::pair<std::string, std::string>> StateDir::retry_requests() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root_ / "retry", ec)) {
+    const auto& p = e.path();
+    if (p.extension() != ".json" || !safe_name(p.stem().string())) continue;  // *.json.tmp: being written
+    auto text = read_file(p);
+    if (!text) continue;
+    auto doc = model::parse_json_text(*text);
+    const json::value* at = doc && doc->is_object() ? doc->as_object().if_contains("requestedAt") : nullptr;
+    if (at && at->is_string()) out.emplace_back(p.stem().string(), std::string(at->as_string()));
+  }
+  std::ranges::sort(out);
+  return out;
+}
+
+void StateDir::remove_retry_request(const std::string& name) {
+  if (!safe_name(name)) return;
+  std::error_code ec;
+  fs::remove(root_ / "retry" / (name + ".json"), ec);
 }
 
 std::expected<std::optional<json::value>, std::string> StateDir::load_state(const std::string& key) const {

@@ -19,6 +19,7 @@ namespace ferry::store {
 //   imagereplications/<name>.json   ImageReplication records
 //   repositories/<name>.json        Repository records created by replication
 //   state/<key>.json                engine bookkeeping (baselines, effective times)
+//   retry/<record>.json             `ferry retry` requests, {"requestedAt": ...}, until handled
 class StateDir final : public RecordStore {
  public:
   // Creates the directory and its sub-directories; throws std::runtime_error when it cannot
@@ -38,6 +39,13 @@ class StateDir final : public RecordStore {
 
   std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v) override;
   std::expected<std::optional<boost::json::value>, std::string> load_state(const std::string& key) const override;
+
+  // `ferry retry` in standalone mode: a request for the record `name`, handled by the running
+  // `ferry run` (which removes it once the record says it was handled).
+  std::expected<void, std::string> request_retry(const std::string& name, const std::string& requested_at);
+  // Pending requests: (record name, requestedAt); unreadable ones are skipped and left in place.
+  std::vector<std::pair<std::string, std::string>> retry_requests() const;
+  void remove_retry_request(const std::string& name);
 
  private:
   std::filesystem::path root_;

@@ -10,8 +10,13 @@ namespace ferry::runtime {
 
 namespace json = boost::json;
 
-Informer::Informer(kube::Api& api, kube::ResourceType type, std::string ns, Handler handler)
-    : api_(api), type_(std::move(type)), namespace_(std::move(ns)), handler_(std::move(handler)) {}
+Informer::Informer(kube::Api& api, kube::ResourceType type, std::string ns, Handler handler,
+                   bool keep_objects)
+    : api_(api),
+      type_(std::move(type)),
+      namespace_(std::move(ns)),
+      handler_(std::move(handler)),
+      keep_objects_(keep_objects) {}
 
 std::string Informer::key_of(const json::value& object) {
   auto ns = kube::namespace_of(object);
@@ -45,7 +50,7 @@ bool Informer::relist(std::stop_token stop) {
   std::map<std::string, json::value> fresh;
   for (auto& item : list->items) fresh.emplace(key_of(item), std::move(item));
   std::vector<json::value> gone;
-  {
+  if (keep_objects_) {
     std::lock_guard lock(mutex_);
     for (auto& [k, v] : cache_) {
       if (!fresh.contains(k)) gone.push_back(std::move(v));
@@ -87,7 +92,7 @@ void Informer::run(std::stop_token stop) {
       if (ev.type == "BOOKMARK") return;
       json::value obj = ev.object;
       const auto key = key_of(obj);
-      {
+      if (keep_objects_) {
         std::lock_guard lock(mutex_);
         if (ev.type == "DELETED") {
           cache_.erase(key);

@@ -45,7 +45,10 @@ class Informer {
   // type: ADDED, MODIFIED, DELETED (also synthesised for objects gone at a re-list).
   using Handler = std::function<void(const std::string& type, const boost::json::value& object)>;
 
-  Informer(kube::Api& api, kube::ResourceType type, std::string namespace_, Handler handler);
+  // keep_objects false: a watch without a cache (get/items stay empty; no DELETED is made up at
+  // a re-list), for kinds whose objects the caller keeps itself (ImageReplication records).
+  Informer(kube::Api& api, kube::ResourceType type, std::string namespace_, Handler handler,
+           bool keep_objects = true);
 
   // Blocks until `stop`; failures are retried with backoff (1 s doubling to 30 s).
   void run(std::stop_token stop);
@@ -64,6 +67,7 @@ class Informer {
   kube::ResourceType type_;
   std::string namespace_;
   Handler handler_;
+  bool keep_objects_;
   mutable std::mutex mutex_;
   std::map<std::string, boost::json::value> cache_;
   WatcherState state_;

@@ -199,6 +199,29 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) {
   return std::chrono::milliseconds{total};
 }
 
+std::optional<std::uint64_t> parse_byte_quantity(std::string_view s) {
+  std::uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc{} || p == s.data() || s.front() < '0' || s.front() > '9') return std::nullopt;
+  const std::string_view suffix(p, static_cast<std::size_t>(s.data() + s.size() - p));
+  static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
+      {"", 1},
+      {"k", 1000},
+      {"M", 1000'000},
+      {"G", 1000'000'000},
+      {"T", 1000'000'000'000},
+      {"Ki", 1ULL << 10},
+      {"Mi", 1ULL << 20},
+      {"Gi", 1ULL << 30},
+      {"Ti", 1ULL << 40}};
+  for (const auto& [name, unit] : kUnits) {
+    if (suffix != name) continue;
+    if (n > (std::uint64_t{1} << 63) / unit) return std::nullopt;
+    return n * unit;
+  }
+  return std::nullopt;
+}
+
 // ---- object reading -------------------------------------------------------------
 
 namespace {
@@ -521,6 +544,34 @@ Registry read_registry(ObjectReader& top, FieldErrors& errors) {
       ObjectReader n(s.raw("notifications"), "spec.notifications", errors);
       spec.notifications_token_secret_ref = read_secret_ref(n, "tokenSecretRef", errors);
     }
+    {
+      ObjectReader l(s.raw("limits"), "spec.limits", errors);
+      if (const json::value* v = l.raw("requestsPerSecond")) {
+        if (v->is_number()) {
+          spec.limits.requests_per_second = v->to_number<double>();
+        } else {
+          errors.push_back({"spec.limits.requestsPerSecond",
+                            std::string("must be a number, got ") + type_name(*v)});
+        }
+      }
+      if (const json::value* v = l.raw("bytesPerSecond")) {
+        std::optional<std::uint64_t> n;
+        if (v->is_string()) n = parse_byte_quantity(v->as_string());
+        if (v->is_int64() && v->as_int64() >= 0) n = static_cast<std::uint64_t>(v->as_int64());
+        if (n) {
+          spec.limits.bytes_per_second = *n;
+        } else if (v->is_string()) {
+          errors.push_back({"spec.limits.bytesPerSecond",
+                            "\"" + std::string(v->as_string()) +
+                                "\" is not a byte count; use e.g. 10485760, 10Mi or 100M"});
+        } else {
+          errors.push_back({"spec.limits.bytesPerSecond",
+                            std::string("must be a byte count such as 10485760, 10Mi or 100M, got ") +
+                                type_name(*v)});
+        }
+      }
+      spec.limits.max_concurrent_copies = l.integer("maxConcurrentCopies").value_or(0);
+    }
     if (auto d = s.str("pollInterval")) {
       if (auto ms = parse_duration(*d)) {
         spec.poll_interval = *ms;
@@ -711,6 +762,7 @@ ImageReplication read_image_replication(ObjectReader& top, FieldErrors& errors) 
   read_common_status(st, ir.status, errors);
   ir.status.digest_short = st.str("digestShort").value_or("");
   ir.status.progress = st.str("progress").value_or("");
+  ir.status.last_handled_retry_at = st.str("lastHandledRetryAt").value_or("");
   if (const json::array* a = st.list("replicationStatuses")) {
     for (std::size_t i = 0; i < a->size(); ++i) {
       ObjectReader d(&(*a)[i], index_path("status.replicationStatuses", i), errors);

@@ -48,4 +48,9 @@ ParsedResource parse_resource(const boost::json::value& object);
 // Parses a Go-style duration ("30s", "1m30s", "250ms", "0"); nullopt when malformed.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view s);
 
+// Parses a byte count as a Kubernetes quantity without fractions: digits with an optional
+// suffix k M G T (powers of 1000) or Ki Mi Gi Ti (powers of 1024), e.g. "10Mi"; nullopt when
+// malformed or over 2^63.
+std::optional<std::uint64_t> parse_byte_quantity(std::string_view s);
+
 }  // namespace ferry::model

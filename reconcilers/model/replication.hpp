@@ -28,6 +28,9 @@ inline constexpr std::string_view kSourceBlobUnknown = "SOURCE_BLOB_UNKNOWN";
 inline constexpr std::string_view kSourceRepositoryUnknown = "SOURCE_REPOSITORY_UNKNOWN";
 
 inline constexpr std::string_view kInProgress = "IN_PROGRESS";
+// On an ImageReplication, any new value (e.g. the time) asks for its FAILED destinations, and
+// those waiting to catch up, to be tried now (S20); status.lastHandledRetryAt echoes it.
+inline constexpr std::string_view kRetryAnnotation = "ferry.dev/retry";
 inline constexpr std::string_view kComplete = "COMPLETE";
 inline constexpr std::string_view kFailed = "FAILED";
 

@@ -70,6 +70,15 @@ struct CommonStatus {
 
 enum class RegistryType { Oci, Ecr };
 
+// S21 (beyond ECR): what Ferry may send to or read from one registry, across every copy, poll
+// and backfill; 0 means no limit.
+struct RegistryLimits {
+  double requests_per_second = 0;
+  std::uint64_t bytes_per_second = 0;
+  std::int64_t max_concurrent_copies = 0;
+  bool operator==(const RegistryLimits&) const = default;
+};
+
 struct RegistrySpec {
   std::string registry_id;
   std::string region;
@@ -87,6 +96,7 @@ struct RegistrySpec {
   std::string ecr_api_endpoint;
   std::string ecr_events_queue_url;
   std::string sts_endpoint;
+  RegistryLimits limits;
 };
 
 // https://<registryId>.dkr.ecr.<region>.amazonaws.com (amazonaws.com.cn in aws-cn): the data
@@ -307,6 +317,9 @@ struct ImageReplicationStatus : CommonStatus {
   std::vector<ReplicationStatus> replication_statuses;
   std::string digest_short;
   std::string progress;
+  // The value of the ferry.dev/retry annotation last acted on (as Flux's lastHandledReconcileAt):
+  // an annotation with another value asks for FAILED destinations to be tried again now (S20).
+  std::string last_handled_retry_at;
 };
 
 struct ImageReplication {

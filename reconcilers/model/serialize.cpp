@@ -90,6 +90,7 @@ json::object to_json(const ImageReplication& r) {
   if (!statuses.empty()) status["replicationStatuses"] = std::move(statuses);
   put(status, "digestShort", r.status.digest_short);
   put(status, "progress", r.status.progress);
+  put(status, "lastHandledRetryAt", r.status.last_handled_retry_at);
   if (!status.empty()) o["status"] = std::move(status);
   return o;
 }

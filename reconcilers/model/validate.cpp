@@ -229,6 +229,18 @@ FieldErrors validate(const Registry& r) {
       errors.push_back({field, quoted(*url) + " is not an http:// or https:// URL with a host"});
     }
   }
+  const auto& lim = r.spec.limits;
+  if (lim.requests_per_second < 0 || (lim.requests_per_second > 0 && lim.requests_per_second < 0.1) ||
+      lim.requests_per_second > 100000) {
+    errors.push_back({"spec.limits.requestsPerSecond", "must be between 0.1 and 100000"});
+  }
+  if (lim.bytes_per_second > 0 && lim.bytes_per_second < 1024) {
+    errors.push_back({"spec.limits.bytesPerSecond",
+                      "must be at least 1Ki (1024 bytes per second); slower uploads time out"});
+  }
+  if (lim.max_concurrent_copies < 0 || lim.max_concurrent_copies > 1000) {
+    errors.push_back({"spec.limits.maxConcurrentCopies", "must be between 1 and 1000 (absent: no limit)"});
+  }
   if (r.spec.poll_interval.count() > 0 && r.spec.poll_interval < std::chrono::seconds(1)) {
     errors.push_back({"spec.pollInterval", "must be 0 (disabled) or at least 1s"});
   }

@@ -151,7 +151,11 @@ class CrdTest(unittest.TestCase):
             self.assertEqual(root["properties"]["metadata"], {"type": "object"})
             for path, sub in walk_fields(root, kind):
                 with self.subTest(field=path):
-                    if not sub.get("x-kubernetes-preserve-unknown-fields"):
+                    if sub.get("x-kubernetes-int-or-string"):
+                        # Kubernetes' one exception: no type, anyOf integer | string.
+                        self.assertNotIn("type", sub)
+                        self.assertEqual(sub.get("anyOf"), [{"type": "integer"}, {"type": "string"}])
+                    elif not sub.get("x-kubernetes-preserve-unknown-fields"):
                         self.assertIn("type", sub, "structural schemas type every node")
                     if not path.endswith(".metadata"):
                         self.assertTrue(sub.get("description"), "every field is described")

@@ -505,11 +505,15 @@ class E2ETest(unittest.TestCase):
         self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
         self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
 
-    def slow_endpoint(self, registry, delay_ms=40):
+    def slow_endpoint(self, registry, delay_ms=40, request_log=None, name="proxy"):
         """An endpoint URL for `registry` through tests/support/fault_proxy.py, which sleeps
-        `delay_ms` per 64 KiB of body: copies from it stay in flight long enough to act on."""
-        proxy = self.process([sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream",
-                              registry.host, "--delay-ms", str(delay_ms)], "proxy.log")
+        `delay_ms` per 64 KiB of body: copies from it stay in flight long enough to act on.
+        With `request_log` (a path), the proxy appends "START END METHOD PATH" per request."""
+        args = [sys.executable, os.path.join(SUPPORT, "fault_proxy.py"), "--upstream",
+                registry.host, "--delay-ms", str(delay_ms)]
+        if request_log:
+            args += ["--request-log", request_log]
+        proxy = self.process(args, name + ".log")
 
         def port():
             lines = [line.strip() for line in proxy.output().splitlines()]

@@ -10,8 +10,10 @@ import sys
 import time
 import unittest
 import urllib.request
+from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import (E2ETest, allow_statement, registry_policy, replication_config, run,  # noqa: E402
                      wait_until)
 
@@ -713,6 +715,128 @@ class Backfill(E2ETest):
         during = self.backfill_status("big")
         self.assertEqual(during["phase"], "IN_PROGRESS", "the push finished while the backfill was still running")
         self.assertLess(during["images"]["replicated"], 90)
+
+
+def ts(text):
+    """Unix seconds of an RFC 3339 UTC time as Ferry writes it."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def copy_windows(request_log):
+    """{repository: (first write's start, last write's end)} from a fault_proxy --request-log."""
+    windows = {}
+    with open(request_log) as f:
+        for line in f:
+            start, end, method, path = line.split(" ", 3)
+            if method not in ("POST", "PUT", "PATCH"):
+                continue  # a copy writes; HEADs also come from backfill listing and S13 checks
+            m = re.match(r"/v2/(.+?)/(blobs|manifests)/", path)
+            if not m:
+                continue
+            lo, hi = windows.get(m.group(1), (float(start), float(end)))
+            windows[m.group(1)] = (min(lo, float(start)), max(hi, float(end)))
+    return windows
+
+
+def most_at_once(windows):
+    """The largest number of windows that overlap at one instant."""
+    edges = sorted([(lo, 1) for lo, _ in windows] + [(hi, -1) for _, hi in windows], key=lambda e: (e[0], e[1]))
+    now = best = 0
+    for _, d in edges:
+        now += d
+        best = max(best, now)
+    return best
+
+
+class Limits(E2ETest):
+    """S21: per-registry limits on copies at once and on bytes, shared by pushes and backfills."""
+
+    def test_s21_max_concurrent_copies_holds_per_destination_registry(self):
+        a = self.registry("a", A_ID, "us-east-1", notify=False)
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        c = self.registry("c", A_ID, "eu-west-1", notify=False)
+        repos = [f"prod/app{i}" for i in range(4)]
+        for r in repos:
+            self.image(seed=r, layer_bytes=512 * 1024).push(a, r)
+        log_b, log_c = os.path.join(self.workdir, "b.requests"), os.path.join(self.workdir, "c.requests")
+        slow_b = self.slow_endpoint(b, delay_ms=60, request_log=log_b, name="proxy-b")
+        slow_c = self.slow_endpoint(c, delay_ms=60, request_log=log_c, name="proxy-c")
+        self.ferry.write("regs.yaml", a.resource() + "---\n"
+                         + b.resource(endpoint=slow_b, extra="  limits: {maxConcurrentCopies: 1}\n") + "---\n"
+                         + c.resource(endpoint=slow_c))
+        self.ferry.write("config.yaml", replication_config("a", a, [b, c]))
+        self.ferry.write("backfill-b.yaml", backfill_yaml("to-b", a, b))
+        self.ferry.write("backfill-c.yaml", backfill_yaml("to-c", a, c))
+        self.ferry.start()
+        for name in ("to-b", "to-c"):
+            done = self.ferry.wait_backfill(name, ("COMPLETE", "FAILED"), 120)
+            self.assertEqual(done["images"], {"total": 4, "replicated": 4, "skipped": 0, "failed": 0}, done)
+        for r in repos:
+            self.assertEqual(b.manifest(r, "v1"), a.manifest(r, "v1"))
+            self.assertEqual(c.manifest(r, "v1"), a.manifest(r, "v1"))
+        at_b, at_c = copy_windows(log_b), copy_windows(log_c)
+        self.assertEqual(sorted(at_b), repos)
+        self.assertEqual(most_at_once(at_b.values()), 1, f"copies to b overlapped: {at_b}")
+        # The same copies to c, which has no limit, ran side by side.
+        self.assertGreater(most_at_once(at_c.values()), 1, f"copies to c never overlapped: {at_c}")
+
+    def test_s21_byte_limit_holds_and_a_push_goes_before_a_backfill(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.image(seed="old", layer_bytes=3 * 1024 * 1024).push(a, "old/app")
+        self.ferry.write("regs.yaml", a.resource() + "---\n"
+                         + b.resource(extra="  limits: {bytesPerSecond: 2Mi, requestsPerSecond: 50}\n"))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.ferry.write("backfill.yaml", backfill_yaml("old", a, b))
+        self.wait_copy_in_flight()
+        time.sleep(0.5)  # the backfill's head start
+        self.image(seed="new", layer_bytes=3 * 1024 * 1024).push(a, "new/app")
+        self.ferry.wait_status("new/app", "v1", expected=1, timeout=60)
+        done = self.ferry.wait_backfill("old", ("COMPLETE", "FAILED"), 60)
+        self.assertEqual(done["phase"], "COMPLETE", done)
+        self.ferry.wait_status("old/app", "v1", expected=1, timeout=5)
+        recs = {r["spec"]["source"]["repositoryName"]: r for r in self.ferry.records("imagereplications")}
+        pushed = recs["new/app"]["status"]["replicationStatuses"][0]
+        backfilled = recs["old/app"]["status"]["replicationStatuses"][0]
+        self.assertEqual((pushed["status"], backfilled["status"]), ("COMPLETE", "COMPLETE"))
+        # Shared fairly, the backfill would finish first (it started earlier); pushes go first.
+        self.assertLess(ts(pushed["completedAt"]), ts(backfilled["completedAt"]))
+        for r in ("old/app", "new/app"):
+            self.assertEqual(b.manifest(r, "v1"), a.manifest(r, "v1"))
+        # 6 MiB through a 2 MiB/s limit: no less than about 3 s from the backfill's first byte.
+        rec = recs["old/app"]
+        self.assertGreaterEqual(ts(backfilled["completedAt"]) - ts(rec["metadata"]["creationTimestamp"]), 2.8)
+
+
+class Retry(E2ETest):
+    """S20: `ferry retry` tries a FAILED destination again now, authorization decided anew."""
+
+    def test_s20_ferry_retry_after_the_policy_is_fixed(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        c = self.registry("c", B_ID, "eu-west-1", notify=False)
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + c.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [c]))
+        self.ferry.write("policy.yaml", registry_policy("c", c, [allow_statement(A_ID, c, actions=("ecr:ReplicateImage",))]))
+        self.ferry.start()
+        self.image(seed="retry").push(a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=30)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "FAILED")
+        retry = [harness.FERRY, "retry", "--state-dir", self.ferry.state, "--repository", "prod/app", "--image", "v1"]
+        # Nothing changes by itself: still FAILED, nothing at c.
+        self.ferry.write("policy.yaml", registry_policy("c", c, [allow_statement(A_ID, c)]))
+        time.sleep(2.0)
+        self.assertEqual(self.ferry.wait_status("prod/app", "v1", expected=1)[(B_ID, "eu-west-1")]["status"], "FAILED")
+        self.assertEqual(c.catalog(), [])
+        out = run(retry)
+        self.assertIn("retry requested: prod/app:v1", out.stdout)
+        wait_until(lambda: self.ferry.status("prod/app", "v1")["replicationStatuses"][0]["status"] == "COMPLETE", 30,
+                   interval=0.2, what="COMPLETE after ferry retry")
+        self.assertEqual(c.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
+        rec = self.ferry.records("imagereplications")[0]
+        self.assertTrue(rec["status"]["lastHandledRetryAt"])
+        # Nothing left to retry: exit 1.
+        self.assertEqual(run(retry, check=False).returncode, 1)
 
 
 class NeverDelete(E2ETest):

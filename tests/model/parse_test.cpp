@@ -261,6 +261,47 @@ TEST(Parse, DurationsBeyondInt64MillisecondsAreRefused) {
   EXPECT_EQ(parse_duration("9223372036854775807ms"), std::chrono::milliseconds(INT64_MAX));
 }
 
+TEST(Parse, ByteQuantities) {
+  EXPECT_EQ(parse_byte_quantity("0"), 0u);
+  EXPECT_EQ(parse_byte_quantity("1048576"), 1u << 20);
+  EXPECT_EQ(parse_byte_quantity("10Mi"), 10u << 20);
+  EXPECT_EQ(parse_byte_quantity("100M"), 100'000'000u);
+  EXPECT_EQ(parse_byte_quantity("2Gi"), 2ull << 30);
+  EXPECT_EQ(parse_byte_quantity("1k"), 1000u);
+  EXPECT_EQ(parse_byte_quantity("8388608Ti"), 1ull << 63);
+  for (const char* bad : {"", "Mi", "1.5Mi", "-1", "+1", "1MB", "1m", "1 Mi", "8388609Ti",
+                          "99999999999999999999"}) {
+    EXPECT_FALSE(parse_byte_quantity(bad)) << bad;
+  }
+}
+
+TEST(Parse, RegistryLimits) {
+  auto p = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec:
+  registryId: "111111111111"
+  region: us-east-1
+  endpoint: http://127.0.0.1:5000
+  limits: {requestsPerSecond: 2.5, bytesPerSecond: 10Mi, maxConcurrentCopies: 3}
+)");
+  ASSERT_TRUE(p.resource);
+  const auto& l = std::get<Registry>(*p.resource).spec.limits;
+  EXPECT_EQ(l.requests_per_second, 2.5);
+  EXPECT_EQ(l.bytes_per_second, 10u << 20);
+  EXPECT_EQ(l.max_concurrent_copies, 3);
+  auto plain = parse_one(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: "111111111111", region: us-east-1, endpoint: "http://x", limits: {bytesPerSecond: 4096}}
+)");
+  ASSERT_TRUE(plain.resource);
+  EXPECT_EQ(std::get<Registry>(*plain.resource).spec.limits.bytes_per_second, 4096u);
+  EXPECT_EQ(std::get<Registry>(*plain.resource).spec.limits.requests_per_second, 0);
+}
+
 TEST(Parse, ImageReplicationWithStatus) {
   auto p = parse_one(R"(
 apiVersion: ferry.dev/v1alpha1

@@ -255,6 +255,30 @@ spec: {registryId: "111111111111", region: cn-north-1, type: ecr}
   EXPECT_THAT(validate(*ecr.resource), IsEmpty());
 }
 
+TEST(ValidateRegistry, Limits) {
+  EXPECT_THAT(testing::errors_of(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: "111111111111", region: us-east-1, endpoint: "http://x",
+       limits: {requestsPerSecond: 0.01, bytesPerSecond: 100, maxConcurrentCopies: -1}}
+)"),
+              ElementsAre("spec.limits.requestsPerSecond: must be between 0.1 and 100000",
+                          "spec.limits.bytesPerSecond: must be at least 1Ki (1024 bytes per second); slower uploads time out",
+                          "spec.limits.maxConcurrentCopies: must be between 1 and 1000 (absent: no limit)"));
+  EXPECT_THAT(testing::errors_of(R"(
+apiVersion: ferry.dev/v1alpha1
+kind: Registry
+metadata: {name: r}
+spec: {registryId: "111111111111", region: us-east-1, endpoint: "http://x",
+       limits: {requestsPerSecond: fast, bytesPerSecond: 1.5Mi, maxConcurrentCopies: 2.5, burst: 3}}
+)"),
+              ElementsAre("spec.limits.requestsPerSecond: must be a number, got a string",
+                          "spec.limits.bytesPerSecond: \"1.5Mi\" is not a byte count; use e.g. 10485760, 10Mi or 100M",
+                          "spec.limits.maxConcurrentCopies: must be an integer, got a number",
+                          "spec.limits.burst: unknown field"));
+}
+
 TEST(ValidateRepository, NamesAndSettings) {
   EXPECT_THAT(testing::errors_of(R"(
 apiVersion: ferry.dev/v1alpha1

@@ -7,6 +7,7 @@ and injects the faults it was told to:
   --fail-first N --fail-status S [--retry-after SECS]   first N requests answered with S
   --cut-blob-gets N        the first N blob GETs are cut (connection closed) mid-body
   --delay-ms MS            sleep MS before forwarding each 64 KiB of any body (slow peer)
+  --request-log FILE       appends "START END METHOD PATH" (Unix seconds) per forwarded request
   --corrupt-blobs          blob GET bodies have one byte flipped (same length)
   --huge-manifest          manifest GETs answered with a 5 MiB body
   --redirect-blobs USER:PASS  blob GETs answered with 307 to http://localhost:PORT/...?redirected=1
@@ -36,6 +37,7 @@ def main():
     p.add_argument("--corrupt-blobs", action="store_true")
     p.add_argument("--huge-manifest", action="store_true")
     p.add_argument("--redirect-blobs")
+    p.add_argument("--request-log")
     a = p.parse_args()
     host, port = a.upstream.rsplit(":", 1)
     lock = threading.Lock()
@@ -55,6 +57,15 @@ def main():
             pass
 
         def handle_any(self):
+            start = time.time()
+            try:
+                self.forward()
+            finally:
+                if a.request_log:
+                    with lock, open(a.request_log, "a") as f:
+                        f.write("%.6f %.6f %s %s\n" % (start, time.time(), self.command, self.path))
+
+        def forward(self):
             length = int(self.headers.get("Content-Length") or 0)
             if take("failed", a.fail_first):
                 # Drain the request body so the connection stays usable.
