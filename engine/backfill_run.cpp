@@ -274,7 +274,7 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::submi
     push.digest = item.digest;
     push.tag = item.tag;
     push.timestamp = now_text();
-    auto record = model::new_image_replication(src, push, {dest}, now_text());
+    auto record = new_record(src, push, {dest});
     if (auto w = state.save(record); !w)
       co_return std::unexpected("cannot write the record: " + w.error());
     spdlog::info(

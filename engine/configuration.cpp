@@ -21,6 +21,16 @@ Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
   e.config.plain_http = url->scheme() == "http";
   e.config.tls.verify = !r.spec.tls_insecure_skip_verify;
   e.config.user_agent = opts.user_agent;
+  // ferry_registry_responses_total{registry, code}: one counter per status class, made here so
+  // that a response costs one increment.
+  {
+    std::map<std::string, prometheus::Counter*> by_class;
+    for (const char* c : {"1xx", "2xx", "3xx", "4xx", "5xx", "error"})
+      by_class[c] = &m->responses.Add({{"registry", r.metadata.name}, {"code", c}});
+    e.config.on_response = [metrics = m, by_class = std::move(by_class)](int status) {
+      by_class.at(EngineMetrics::status_class(status))->Increment();
+    };
+  }
   if (const auto& l = r.spec.limits; l.requests_per_second > 0 || l.bytes_per_second > 0) {
     const registry::Limits want{l.requests_per_second, l.bytes_per_second};
     auto& limiter = limiters[key_text(r.key())];
@@ -96,7 +106,7 @@ void ReplicationEngine::Impl::rebuild_copier() {
   }
   registry::CopyOptions options;
   // ferry_bytes_copied_total: each committed blob once (the counter lives as long as `metrics`).
-  options.on_blob_committed = [metrics = metrics, counter = &bytes](std::uint64_t n) {
+  options.on_blob_committed = [metrics = m, counter = &bytes](std::uint64_t n) {
     counter->Increment(static_cast<double>(n));
   };
   copier = std::make_shared<registry::Copier>(

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/engine_impl.hpp"
+#include "reconcilers/status.hpp"
 
 namespace ferry::engine {
 
@@ -190,6 +191,7 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
     auto repo =
         model::new_replicated_repository(dest, src.repository_name, src_key, now_text(),
                                          index.creation_template(dest, src.repository_name));
+    reconcilers::replicated_repository_conditions(repo, repo.status.created_at);
     if (auto w = state.save(repo); !w) {
       record_error = w.error();
       spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"",

@@ -5,6 +5,7 @@
 #include <boost/url/parse.hpp>
 
 #include "engine/engine_impl.hpp"
+#include "reconcilers/status.hpp"
 
 namespace ferry::engine {
 
@@ -189,6 +190,7 @@ ReplicationEngine::Impl::ecr_destination(RegistryKey dest, model::ImageSource sr
   record.status.source_registry = src_key;
   record.status.source_repository_name = repo;
   record.status.template_name = template_name;
+  reconcilers::replicated_repository_conditions(record, record.status.created_at);
   if (auto w = state.save(record); !w) {
     spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"",
                   key_text(dest), repo, w.error());

@@ -39,6 +39,7 @@
 #include "aws/credentials.hpp"
 #include "aws/ecr.hpp"
 #include "aws/sqs.hpp"
+#include "engine/metrics.hpp"
 #include "engine/replication_engine.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/events.hpp"
@@ -100,31 +101,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
       : io(io_),
         state(state_),
         opts(std::move(opts_)),
-        metrics(std::make_shared<prometheus::Registry>()),
-        replications(prometheus::BuildCounter()
-                         .Name("ferry_replications_total")
-                         .Help("Destination replications finished, by result and failure code")
-                         .Register(*metrics)),
-        pushes(prometheus::BuildCounter()
-                   .Name("ferry_pushes_total")
-                   .Help("Pushes seen, by how they were noticed and what became of them")
-                   .Register(*metrics)),
-        bytes(prometheus::BuildCounter()
-                  .Name("ferry_bytes_copied_total")
-                  .Help("Blob bytes streamed to destinations")
-                  .Register(*metrics)
-                  .Add({})),
-        in_flight_gauge(prometheus::BuildGauge()
-                            .Name("ferry_replications_in_flight")
-                            .Help("Destination copies running or queued")
-                            .Register(*metrics)
-                            .Add({})),
-        latency(prometheus::BuildHistogram()
-                    .Name("ferry_push_to_complete_seconds")
-                    .Help("Time from the push (registry timestamp) to COMPLETE at a destination")
-                    .Register(*metrics)
-                    .Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2, 5,
-                                                                     10, 30, 60, 300, 1800})) {}
+        m(std::make_shared<EngineMetrics>()),
+        replications(m->replications),
+        pushes(m->pushes),
+        bytes(m->bytes),
+        in_flight_gauge(m->in_flight) {}
 
   asio::io_context& io;
   store::RecordStore& state;
@@ -168,6 +149,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   std::deque<std::pair<std::string, RegistryKey>>
       backfill_queue;            // backfilled images, after pushes
   std::set<std::string> queued;  // "record|destination" queued or running
+  // "record|destination" from its first enqueue until finish(): queued, running or pausing
+  // before its next attempt (ferry_copies, ferry_oldest_copy_seconds).
+  std::map<std::string, std::chrono::steady_clock::time_point> unfinished;
   std::map<std::string, int> attempts;
   // "record|destination" authorized while the destination repository did not exist: the copy
   // creates it, and its Repository record is written once it exists (S12).
@@ -179,12 +163,16 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   bool started = false;
   bool stopped = false;
 
-  std::shared_ptr<prometheus::Registry> metrics;
+  std::shared_ptr<EngineMetrics> m;  // shared with copiers' callbacks, which may outlive Impl
   prometheus::Family<prometheus::Counter>& replications;
   prometheus::Family<prometheus::Counter>& pushes;
   prometheus::Counter& bytes;
   prometheus::Gauge& in_flight_gauge;
-  prometheus::Histogram& latency;
+  // The Registry resource's name for a key (metric labels), or the key text when none is known.
+  std::string registry_label(const RegistryKey& key) const;
+  // ferry_copies and ferry_oldest_copy_seconds, from the queue as it is now.
+  void update_copy_gauges();
+  asio::awaitable<void> gauge_loop();
 
   // ---- configuration.cpp, ledger.cpp (S3 effective times) -----------------------
 
@@ -208,6 +196,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   bool known_flush_armed = false;
   void save_known_soon();
   void save_all_known();
+  // A new ImageReplication with its first conditions (Reconciling: every destination IN_PROGRESS).
+  model::ImageReplication new_record(const RegistryKey& src, const model::PushEvent& push,
+                                     const std::vector<RegistryKey>& dests) const;
   std::expected<void, std::string> handle_push(const RegistryKey& src, const model::PushEvent& push,
                                                const char* via);
   std::optional<NotificationOutcome> authenticate_notification(
@@ -215,6 +206,10 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   NotificationOutcome on_notification(const std::string& registry_name,
                                       const std::string& content_type,
                                       const std::string& authorization, const std::string& body);
+  NotificationOutcome take_notification(const std::string& registry_name,
+                                        const std::string& content_type,
+                                        const std::string& authorization, const std::string& body);
+  void count_notification(const std::string& registry_name, int status) const;
 
   // ---- executor.cpp, destination.cpp ---------------------------------------------
 

@@ -10,9 +10,11 @@
 namespace ferry::engine {
 
 void ReplicationEngine::Impl::enqueue(const std::string& record, const RegistryKey& dest) {
-  if (!queued.insert(record + "|" + key_text(dest)).second) return;
+  const std::string key = record + "|" + key_text(dest);
+  if (!queued.insert(key).second) return;
+  unfinished.emplace(key, std::chrono::steady_clock::now());
   (backfill_of.contains(record) ? backfill_queue : queue).emplace_back(record, dest);
-  in_flight_gauge.Set(static_cast<double>(queued.size()));
+  update_copy_gauges();
   if (started) pump();
 }
 
@@ -63,6 +65,7 @@ void ReplicationEngine::Impl::pump() {
     if (low) ++backfill_running;
     ++copies_at[regs.first];
     if (regs.second != regs.first) ++copies_at[regs.second];
+    update_copy_gauges();
     asio::co_spawn(io, replicate(name, dest),
                    [self = shared_from_this(), name, dest, low, regs](std::exception_ptr e) {
                      --self->running;
@@ -75,7 +78,7 @@ void ReplicationEngine::Impl::pump() {
                        }
                      }
                      self->queued.erase(name + "|" + key_text(dest));
-                     self->in_flight_gauge.Set(static_cast<double>(self->queued.size()));
+                     self->update_copy_gauges();
                      if (e) {
                        try {
                          std::rethrow_exception(e);
@@ -88,6 +91,23 @@ void ReplicationEngine::Impl::pump() {
                      self->pump();
                    });
   }
+}
+
+void ReplicationEngine::Impl::update_copy_gauges() {
+  in_flight_gauge.Set(static_cast<double>(queued.size()));
+  m->running.Set(static_cast<double>(running));
+  m->queued.Set(static_cast<double>(queued.size() - std::min(queued.size(), running)));
+  m->pausing.Set(static_cast<double>(unfinished.size() - std::min(unfinished.size(), queued.size())));
+  auto oldest = std::chrono::steady_clock::time_point::max();
+  for (const auto& [k, since] : unfinished) oldest = std::min(oldest, since);
+  m->oldest.Set(unfinished.empty() ? 0.0
+                               : std::chrono::duration<double>(std::chrono::steady_clock::now() - oldest)
+                                     .count());
+}
+
+std::string ReplicationEngine::Impl::registry_label(const RegistryKey& key) const {
+  if (const auto* r = index.registry(key)) return r->metadata.name;
+  return key_text(key);
 }
 
 model::ReplicationStatus* ReplicationEngine::Impl::status_of(model::ImageReplication& rec,
@@ -139,12 +159,17 @@ void ReplicationEngine::Impl::finish(const std::string& name, const RegistryKey&
   }
   attempts.erase(name + "|" + key_text(dest));
   creating_repository.erase(name + "|" + key_text(dest));
-  replications.Add({{"result", std::string(status)}, {"failure_code", st->failure_code}})
+  unfinished.erase(name + "|" + key_text(dest));
+  const std::string dest_label = registry_label(dest);
+  replications
+      .Add({{"destination", dest_label},
+            {"result", std::string(status)},
+            {"failure_code", st->failure_code}})
       .Increment();
   if (status == model::kComplete) {
     auto pushed = model::parse_rfc3339(rec.spec.source.pushed_at);
     if (pushed) {
-      latency.Observe(
+      m->latency_for(dest_label).Observe(
           std::chrono::duration<double>(std::chrono::system_clock::now() - *pushed).count());
     }
     spdlog::info(

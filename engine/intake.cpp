@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/engine_impl.hpp"
+#include "reconcilers/status.hpp"
 
 namespace ferry::engine {
 
@@ -10,6 +11,14 @@ bool ReplicationEngine::Impl::is_self_write(const RegistryKey& reg,
   if (push.user_agent.starts_with(opts.user_agent.substr(0, opts.user_agent.find('/') + 1)))
     return true;
   return self_writes.contains(key_text(reg) + "|" + push.repository + "|" + push.digest);
+}
+
+model::ImageReplication ReplicationEngine::Impl::new_record(const RegistryKey& src,
+                                                            const model::PushEvent& push,
+                                                            const std::vector<RegistryKey>& dests) const {
+  auto record = model::new_image_replication(src, push, dests, now_text());
+  reconcilers::image_replication_conditions(record, record.metadata.creation_timestamp);
+  return record;
 }
 
 // Records one push; an error means it was not recorded and the caller must report failure.
@@ -44,7 +53,7 @@ std::expected<void, std::string> ReplicationEngine::Impl::handle_push(const Regi
     pushes.Add({{"via", via}, {"outcome", "no_destination"}}).Increment();
     return {};
   }
-  auto record = model::new_image_replication(src, push, dests, now_text());
+  auto record = new_record(src, push, dests);
   if (records.contains(record.metadata.name)) {
     note_known(src, push.repository, push.tag, push.digest);
     pushes.Add({{"via", via}, {"outcome", "duplicate"}}).Increment();
@@ -90,6 +99,26 @@ NotificationOutcome ReplicationEngine::Impl::on_notification(const std::string& 
                                                              const std::string& content_type,
                                                              const std::string& authorization,
                                                              const std::string& body) {
+  auto out = take_notification(registry_name, content_type, authorization, body);
+  count_notification(registry_name, out.status);
+  return out;
+}
+
+// ferry_notifications_total{registry, code}: a name that is no Registry counts as "unknown", so
+// requests to made-up paths cannot grow the label set.
+void ReplicationEngine::Impl::count_notification(const std::string& registry_name,
+                                                 int status) const {
+  const bool known_name = index.registry_named(registry_name) != nullptr;
+  m->notifications
+      .Add({{"registry", known_name ? registry_name : std::string("unknown")},
+            {"code", std::to_string(status)}})
+      .Increment();
+}
+
+NotificationOutcome ReplicationEngine::Impl::take_notification(const std::string& registry_name,
+                                                               const std::string& content_type,
+                                                               const std::string& authorization,
+                                                               const std::string& body) {
   if (auto refused = authenticate_notification(registry_name, authorization)) return *refused;
   const model::Registry* reg = index.registry_named(registry_name);
   if (!model::is_notification_content_type(content_type)) {

@@ -46,6 +46,30 @@ void ReplicationEngine::Impl::start() {
   pump();
   schedule_backfills();
   asio::co_spawn(io, sweep_loop(), asio::detached);
+  asio::co_spawn(io, gauge_loop(), asio::detached);
+}
+
+// ferry_oldest_copy_seconds grows while nothing happens: refreshed every second.
+asio::awaitable<void> ReplicationEngine::Impl::gauge_loop() {
+  auto self = shared_from_this();
+  asio::steady_timer t(io);
+  while (!stopped) {
+    // A destination that stopped being IN_PROGRESS without finish() (its record removed, say)
+    // is no longer unfinished: it must not age forever.
+    std::erase_if(unfinished, [this](const auto& entry) {
+      if (queued.contains(entry.first)) return false;
+      const auto bar = entry.first.find('|');
+      auto rec = records.find(entry.first.substr(0, bar));
+      if (rec == records.end()) return true;
+      return std::ranges::none_of(rec->second.status.replication_statuses, [&](const auto& s) {
+        return s.status == model::kInProgress &&
+               key_text({s.registry_id, s.region}) == entry.first.substr(bar + 1);
+      });
+    });
+    update_copy_gauges();
+    t.expires_after(std::chrono::seconds(1));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
 }
 
 asio::awaitable<void> ReplicationEngine::Impl::sweep_loop() {

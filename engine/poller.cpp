@@ -45,6 +45,18 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
   const Endpoint ep = ep_it->second;
   auto copier_now = copier;
   const auto began = std::chrono::steady_clock::now();
+  // ferry_polls_total, ferry_poll_duration_seconds, ferry_poll_last_success_timestamp_seconds
+  const std::string label = registry_label(reg);
+  auto polled = [&](bool ok) {
+    m->polls.Add({{"registry", label}, {"result", ok ? "success" : "error"}}).Increment();
+    m->poll_duration_for(label).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    if (ok) {
+      m->poll_success.Add({{"registry", label}})
+          .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                   .count());
+    }
+  };
   std::vector<model::PushEvent> found;
   std::size_t repositories = 0, seen = 0;
   if (ecr_of(reg)) {
@@ -53,6 +65,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
     auto listed = co_await list_ecr_images(reg, {});
     if (!listed) {
       spdlog::warn("msg=\"poll failed\" registry={} error=\"{}\"", key_text(reg), listed.error());
+      polled(false);
       co_return;
     }
     for (auto& e : *listed) {
@@ -67,6 +80,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
     if (!repos) {
       spdlog::warn("msg=\"poll failed\" registry={} error=\"{}\"", key_text(reg),
                    repos.error().to_string());
+      polled(false);
       co_return;
     }
     repositories = repos->size();
@@ -108,6 +122,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
     spdlog::warn(
         "msg=\"poll skipped: its baseline or the effective times cannot be read\" registry={}",
         key_text(reg));
+    polled(false);
     co_return;
   }
   Known& kn = *known_now;
@@ -118,6 +133,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
     kn.dirty = true;
     save_known(reg);
     spdlog::info("msg=\"poll baseline recorded\" registry={} tags={}", key_text(reg), found.size());
+    polled(true);
     co_return;
   }
   const std::string now = now_text();
@@ -138,6 +154,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
   }
   save_known(reg);
   co_await recheck_referrers(reg);
+  polled(true);
   spdlog::info("msg=\"poll complete\" registry={} repositories={} tags={} new={} seconds={:.3f}",
                key_text(reg), repositories, found.size(), new_pushes,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());

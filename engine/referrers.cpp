@@ -97,7 +97,7 @@ asio::awaitable<void> ReplicationEngine::Impl::follow_referrers_of(RegistryKey s
   if (stopped) co_return;
   for (const auto& p : found) {
     if (is_self_write(src_key, p) || has_record_for(src_key, p)) continue;
-    auto record = model::new_image_replication(src_key, p, dests, now_text());
+    auto record = new_record(src_key, p, dests);
     if (records.contains(record.metadata.name)) continue;
     if (auto w = state.save(record); !w) {
       // Looked for again when the subject is (polling) or when the referrer is pushed again.

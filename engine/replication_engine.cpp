@@ -34,7 +34,9 @@ std::size_t ReplicationEngine::retry(const std::string& record, const std::strin
 
 std::optional<NotificationOutcome> ReplicationEngine::authenticate_notification(
     const std::string& registry_name, const std::string& authorization) const {
-  return impl_->authenticate_notification(registry_name, authorization);
+  auto refused = impl_->authenticate_notification(registry_name, authorization);
+  if (refused) impl_->count_notification(registry_name, refused->status);
+  return refused;
 }
 
 NotificationOutcome ReplicationEngine::on_notification(const std::string& registry_name,
@@ -64,7 +66,7 @@ std::map<model::RegistryKey, std::string> ReplicationEngine::effective_since(
 
 std::string ReplicationEngine::metrics_text() const {
   prometheus::TextSerializer s;
-  return s.Serialize(impl_->metrics->Collect());
+  return s.Serialize(impl_->m->registry->Collect());
 }
 
 }  // namespace ferry::engine

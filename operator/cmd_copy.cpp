@@ -15,6 +15,7 @@
 
 #include "operator/commands.hpp"
 #include "registry/copier.hpp"
+#include "registry/oci_layout.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -23,6 +24,8 @@ namespace reg = ferry::registry;
 
 constexpr std::string_view kAbout = R"(References: [docker://|http://|https://]HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST],
 e.g. 127.0.0.1:5001/prod/app:v1 or docker://registry.example.com/prod/app:v1 (skopeo's form).
+SRC may be oci:DIR[:TAG], an OCI image layout on disk (TAG: its org.opencontainers.image.ref.name;
+left out when it holds one image), as scripts/build-image.sh writes.
 HTTPS, except plain HTTP for localhost, 127.0.0.0/8 and [::1] (crane's habit) unless --*-tls, a
 TLS flag or https:// asks for TLS; http:// or --*-insecure is plain HTTP anywhere.
 With --all-tags, SRC and DST are repositories (no :TAG or @DIGEST) and every tag is copied.
@@ -194,7 +197,21 @@ int copy(CopyFlags& f) {
   }
 
   std::vector<std::pair<SideReference, SideReference>> pairs;
+  std::vector<std::pair<reg::LayoutReference, SideReference>> layouts;  // oci:DIR[:TAG] sources
   for (std::size_t i = 0; i < positional.size(); i += 2) {
+    if (auto layout = reg::parse_layout_reference(positional[i])) {
+      auto d = parse_side(positional[i + 1]);
+      if (!d) {
+        std::cerr << "ferry copy: " << d.error().to_string() << "\n";
+        return 2;
+      }
+      if (f.all_tags) {
+        std::cerr << "ferry copy: --all-tags copies registry repositories, not " << positional[i] << "\n";
+        return 2;
+      }
+      layouts.emplace_back(std::move(*layout), std::move(*d));
+      continue;
+    }
     auto s = parse_side(positional[i]);
     auto d = parse_side(positional[i + 1]);
     if (!s || !d) {
@@ -229,6 +246,16 @@ int copy(CopyFlags& f) {
       configs.emplace(std::make_pair(0, s.ref.registry), config_for(s.ref.registry, src, s.transport));
       configs.emplace(std::make_pair(1, d.ref.registry), config_for(d.ref.registry, dst, d.transport));
     }
+    for (const auto& [s, d] : layouts)
+      configs.emplace(std::make_pair(1, d.ref.registry), config_for(d.ref.registry, dst, d.transport));
+    // OCI layouts first, one after the other: files are read as fast as one upload takes them.
+    reg::CopyStats layout_stats;
+    std::vector<reg::CopyJob> layout_jobs;
+    std::vector<reg::Result<reg::CopyResult>> layout_results;
+    for (const auto& [s, d] : layouts) {
+      layout_jobs.push_back({reg::Reference{"oci:" + s.dir, "", s.tag, ""}, d.ref});
+      layout_results.push_back(reg::push_layout(s, d.ref, configs.at({1, d.ref.registry}), options, layout_stats));
+    }
     for (const auto& [s, d] : pairs) {
       if (!f.all_tags) {
         jobs.push_back({s.ref, d.ref});
@@ -250,11 +277,19 @@ int copy(CopyFlags& f) {
     auto resolver = [configs](const std::string& host, reg::Side side) {
       return configs.at({side == reg::Side::Source ? 0 : 1, host});
     };
-    results = reg::run_copies(jobs, resolver, options,
-                              [&](const reg::CopyStats& st) {
-                                final_stats = st;
-                                if (tty) progress(st);
-                              });
+    if (!jobs.empty()) {
+      results = reg::run_copies(jobs, resolver, options, [&](const reg::CopyStats& st) {
+        final_stats = st;
+        if (tty) progress(st);
+      });
+    }
+    jobs.insert(jobs.begin(), layout_jobs.begin(), layout_jobs.end());
+    results.insert(results.begin(), std::make_move_iterator(layout_results.begin()),
+                   std::make_move_iterator(layout_results.end()));
+    final_stats.blobs_copied += layout_stats.blobs_copied;
+    final_stats.blobs_skipped += layout_stats.blobs_skipped;
+    final_stats.manifests_pushed += layout_stats.manifests_pushed;
+    final_stats.bytes_copied += layout_stats.bytes_copied;
   } catch (const std::exception& e) {
     std::cerr << "ferry copy: " << e.what() << "\n";
     return 2;
@@ -269,10 +304,14 @@ int copy(CopyFlags& f) {
     } else {
       ++failed;
       const auto& e = results[i].error();
-      std::cerr << "ferry copy: " << jobs[i].source.to_string() << " -> " << jobs[i].destination.to_string() << ": "
-                << explained(e, e.at_source, configs.at({e.at_source ? 0 : 1, e.at_source ? jobs[i].source.registry
-                                                                                          : jobs[i].destination.registry}))
-                << "\n";
+      const auto config = configs.find({e.at_source ? 0 : 1, e.at_source ? jobs[i].source.registry
+                                                                         : jobs[i].destination.registry});
+      const bool layout = jobs[i].source.repository.empty();  // oci:DIR[:TAG]
+      std::cerr << "ferry copy: "
+                << (layout ? jobs[i].source.registry + (jobs[i].source.tag.empty() ? "" : ":" + jobs[i].source.tag)
+                           : jobs[i].source.to_string())
+                << " -> " << jobs[i].destination.to_string() << ": "
+                << (config == configs.end() ? e.to_string() : explained(e, e.at_source, config->second)) << "\n";
     }
   }
   if (!quiet) {

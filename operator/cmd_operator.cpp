@@ -34,6 +34,7 @@
 #include "kube/client.hpp"
 #include "kube/config.hpp"
 #include "operator/logging.hpp"
+#include "operator/process_metrics.hpp"
 #include "operator/runtime/leader_election.hpp"
 #include "reconcilers/admission.hpp"
 #include "reconcilers/model/clock.hpp"
@@ -280,7 +281,8 @@ int run(Flags& f) {
           std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
             if (r.path == "/metrics") {
               return operator_::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                                             manager.metrics_text() + engine.metrics_text()};
+                                             manager.metrics_text() + engine.metrics_text() +
+                                                 operator_::process_metrics_text()};
             }
             return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
           }));

@@ -11,6 +11,7 @@
 #include "operator/commands.hpp"
 #include "operator/http_server.hpp"
 #include "operator/logging.hpp"
+#include "operator/process_metrics.hpp"
 #include "reconcilers/model/parse.hpp"
 #include "engine/replication_engine.hpp"
 #include "store/manifest_loader.hpp"
@@ -91,7 +92,7 @@ int run(const RunFlags& f) {
                    : operator_::HttpResponse{503, "text/plain; charset=utf-8", "starting\n"};
     }
     if (req.path == "/metrics") {
-      return {200, "text/plain; version=0.0.4; charset=utf-8", engine.metrics_text()};
+      return {200, "text/plain; version=0.0.4; charset=utf-8", engine.metrics_text() + operator_::process_metrics_text()};
     }
     constexpr std::string_view kEvents = "/registry-events/";
     if (req.path.starts_with(kEvents)) {  // POST only: header_check answers other methods

@@ -41,6 +41,9 @@ std::string now_string() { return model::format_rfc3339(std::chrono::system_cloc
 struct Outcome {
   bool error = false;
   std::chrono::seconds requeue_after{0};
+  // False when the check after requeue_after is because the object is not ready yet (counted as
+  // result="requeue_after"); a healthy object's periodic resync is a "success".
+  bool settled = true;
 };
 
 struct Controller {
@@ -50,6 +53,9 @@ struct Controller {
   prometheus::Counter* ok = nullptr;
   prometheus::Counter* errors = nullptr;
   prometheus::Counter* requeues = nullptr;
+  prometheus::Counter* requeue_afters = nullptr;
+  prometheus::Counter* error_total = nullptr;  // ferry_reconcile_errors_total
+  prometheus::Histogram* work = nullptr;
   prometheus::Histogram* duration = nullptr;
   prometheus::Gauge* depth = nullptr;
   prometheus::Counter* adds = nullptr;
@@ -149,7 +155,9 @@ struct Manager::Impl {
     }
     auto& total = prometheus::BuildCounter()
                       .Name("ferry_reconcile_total")
-                      .Help("Reconciles per controller and result (success, error, requeue)")
+                      .Help("Reconciles per controller and result: success (a periodic resync "
+                            "may follow), error (retried with backoff), requeue, requeue_after "
+                            "(not ready yet: checked again sooner)")
                       .Register(*metrics);
     auto& errs = prometheus::BuildCounter()
                      .Name("ferry_reconcile_errors_total")
@@ -167,6 +175,14 @@ struct Manager::Impl {
                      .Name("ferry_workqueue_adds_total")
                      .Help("Keys added to the work queue")
                      .Register(*metrics);
+    auto& waits = prometheus::BuildHistogram()
+                      .Name("ferry_workqueue_queue_duration_seconds")
+                      .Help("Time a key waited in the work queue before a worker took it")
+                      .Register(*metrics);
+    auto& work = prometheus::BuildHistogram()
+                     .Name("ferry_workqueue_work_duration_seconds")
+                     .Help("Time a worker spent on one key")
+                     .Register(*metrics);
     auto& retries = prometheus::BuildCounter()
                         .Name("ferry_workqueue_retries_total")
                         .Help("Keys re-added after a failure (rate limited)")
@@ -174,11 +190,19 @@ struct Manager::Impl {
     for (Controller* c : controllers()) {
       c->ok = &total.Add({{"controller", c->name}, {"result", "success"}});
       c->requeues = &total.Add({{"controller", c->name}, {"result", "requeue"}});
+      c->requeue_afters = &total.Add({{"controller", c->name}, {"result", "requeue_after"}});
       c->errors = &total.Add({{"controller", c->name}, {"result", "error"}});
-      errs.Add({{"controller", c->name}});
+      c->error_total = &errs.Add({{"controller", c->name}});
       c->duration = &dur.Add({{"controller", c->name}},
                              prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1,
                                                                      0.25, 0.5, 1, 2.5, 5, 10});
+      const prometheus::Histogram::BucketBoundaries queue_buckets{
+          0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60};
+      auto* wait = &waits.Add({{"name", c->name}}, queue_buckets);
+      c->queue->on_dequeue([wait](runtime::Duration d) {
+        wait->Observe(std::chrono::duration<double>(d).count());
+      });
+      c->work = &work.Add({{"name", c->name}}, queue_buckets);
       c->depth = &depth.Add({{"name", c->name}});
       c->adds = &adds.Add({{"name", c->name}});
       c->retries = &retries.Add({{"name", c->name}});
@@ -428,6 +452,7 @@ struct Manager::Impl {
     if (out.error) return out;
     const bool ready = result.reachable && result.credentials_accepted.value_or(true);
     out.requeue_after = ready ? opts.resync : opts.retry_unready;
+    out.settled = ready;
     return out;
   }
 
@@ -535,19 +560,18 @@ struct Manager::Impl {
                       e.what());
         out.error = true;
       }
-      c.duration->Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      c.duration->Observe(took);
+      c.work->Observe(took);
       if (out.error) {
         c.errors->Increment();
+        c.error_total->Increment();
         c.queue->add_rate_limited(*key);
       } else {
         c.queue->forget(*key);
-        if (out.requeue_after.count() > 0) {
-          c.requeues->Increment();
-          c.queue->add_after(*key, out.requeue_after);
-        } else {
-          c.ok->Increment();
-        }
+        (out.settled || out.requeue_after.count() == 0 ? c.ok : c.requeue_afters)->Increment();
+        if (out.requeue_after.count() > 0) c.queue->add_after(*key, out.requeue_after);
       }
       c.queue->done(*key);
     }

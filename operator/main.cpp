@@ -7,10 +7,11 @@
 
 #include "operator/commands.hpp"
 #include "operator/logging.hpp"
+#include "operator/version.hpp"
 
 namespace {
 
-constexpr std::string_view kVersion = "ferry 0.1.0";
+using ferry::operator_::kVersion;
 
 // "ferry: " or "ferry status: ", the prefix of every usage error.
 std::string prefix(const CLI::App& app) {

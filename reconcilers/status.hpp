@@ -110,8 +110,13 @@ boost::json::object replication_config_status(
     const std::string& now, const std::map<model::RegistryKey, std::string>& effective = {});
 
 // ImageReplication: Complete True when every destination is COMPLETE, Failed True when any is
-// FAILED (False otherwise, with "n of m" messages), set in record.status.conditions. Meant to be
-// called wherever the engine summarizes a record before writing it (after model::summarize).
+// FAILED (False otherwise, with "n of m" messages), set in record.status.conditions; for kstatus
+// (Flux, Argo CD) also Reconciling True while a destination is IN_PROGRESS (InProgress), Stalled
+// True once none is and one FAILED (Failed), and Ready. Meant to be called wherever the engine
+// creates or summarizes a record before writing it (after model::summarize).
 void image_replication_conditions(model::ImageReplication& record, const std::string& now);
+
+// A Repository record Ferry wrote (it created the repository, S12): Ready True, "Created".
+void replicated_repository_conditions(model::Repository& record, const std::string& now);
 
 }  // namespace ferry::reconcilers

@@ -178,6 +178,7 @@ Task<Result<ResponseStream>> RegistryClient::send(std::string operation, HttpReq
       if (auto a = authorization(scope)) r.headers.emplace_back("Authorization", *a);
       if (config_.limiter) co_await config_.limiter->request();
       auto resp = co_await http_.open(std::move(r));
+      if (config_.on_response) config_.on_response(resp ? resp->status() : 0);
       if (!resp) {
         err = where(resp.error());
       } else if (resp->status() == 401 && !reauthenticated) {
@@ -462,6 +463,7 @@ Task<Result<RequestStream>> RegistryClient::open_put(std::string repository, Upl
 
 Task<Result<void>> RegistryClient::finish_put(std::string repository, std::string digest, RequestStream stream) {
   auto resp = co_await stream.finish();
+  if (config_.on_response) config_.on_response(resp ? resp->status() : 0);
   if (!resp) {
     auto e = resp.error();
     e.operation = "PUT blob";
@@ -479,6 +481,7 @@ Task<Result<void>> RegistryClient::finish_put(std::string repository, std::strin
 
 Task<Result<UploadSession>> RegistryClient::finish_patch(std::string repository, RequestStream stream) {
   auto resp = co_await stream.finish();
+  if (config_.on_response) config_.on_response(resp ? resp->status() : 0);
   if (!resp) {
     auto e = resp.error();
     e.operation = "PATCH blob";

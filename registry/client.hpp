@@ -5,6 +5,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,6 +31,8 @@ struct RegistryConfig {
   std::string user_agent = "ferry/0.1";
   // S21: shared by every client of this registry; null means unlimited.
   std::shared_ptr<Limiter> limiter;
+  // Told the status of every response (0: none came: refused, reset, timeout, TLS); metrics.
+  std::function<void(int status)> on_response;
 };
 
 struct Manifest {

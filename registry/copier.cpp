@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 
+#include "reconcilers/model/failpoint.hpp"
 #include "registry/wire.hpp"
 
 namespace ferry::registry {
@@ -147,6 +148,7 @@ class UploadWriter {
 
   // After every byte was written (and verified): commit the blob.
   Task<Result<void>> commit() {
+    FERRY_FAILPOINT("blob.commit.before");
     if (monolithic_) {
       if (!current_) {  // an empty blob
         auto opened = co_await open_next();
@@ -332,6 +334,7 @@ struct Copier::Impl {
       std::uint64_t streamed = 0;
       auto r = co_await stream_blob(src, src_repo, dst, dst_repo, desc, session, streamed, lane);
       if (r) {
+        FERRY_FAILPOINT("blob.commit.after");
         ++stats.blobs_copied;
         if (options.on_blob_committed) options.on_blob_committed(streamed);
         co_return r;
@@ -484,14 +487,17 @@ struct Copier::Impl {
       auto p = co_await dst.put_manifest(destination.repository, it->manifest.digest, it->manifest.media_type,
                                          it->manifest.bytes);
       if (!p) co_return std::unexpected(p.error());
+      FERRY_FAILPOINT("manifest.child.after");
       ++stats.manifests_pushed;
       written();
     }
     CopyResult result{.digest = top->digest, .tagged = false};
     const bool by_tag = !destination.tag.empty() && !options.digest_only;
+    FERRY_FAILPOINT("manifest.top.before");
     auto p = co_await dst.put_manifest(destination.repository, by_tag ? destination.tag : top->digest, top->media_type,
                                        top->bytes);
     if (!p) co_return std::unexpected(p.error());
+    FERRY_FAILPOINT("manifest.top.after");
     ++stats.manifests_pushed;
     written();
     result.tagged = by_tag;

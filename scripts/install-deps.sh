@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev libcli11-dev
   libgtest-dev libgmock-dev prometheus-cpp-dev
-  docker-registry skopeo umoci apache2-utils openssl curl ca-certificates
+  docker-registry skopeo umoci apache2-utils openssl curl ca-certificates prometheus
   python3 python3-jsonschema python3-yaml python3-venv
 )
 if [ $# -gt 0 ]; then

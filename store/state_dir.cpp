@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "reconcilers/model/failpoint.hpp"
 #include "reconcilers/model/parse.hpp"
 #include "reconcilers/model/serialize.hpp"
 
@@ -94,7 +95,9 @@ std::expected<void, std::string> write_file_atomically(const fs::path& path, std
     return std::unexpected(err);
   }
   ::close(fd);
+  FERRY_FAILPOINT("file.write.before-rename");
   if (::rename(tmp.c_str(), path.c_str()) != 0) return std::unexpected(errno_text("cannot rename to", path));
+  FERRY_FAILPOINT("file.write.after-rename");
   int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);

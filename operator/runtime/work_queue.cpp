@@ -37,6 +37,7 @@ void WorkQueue::add_locked(const std::string& key) {
   if (shutdown_ || dirty_.contains(key)) return;
   ++counters_.adds;
   dirty_.insert(key);
+  added_at_.emplace(key, now_());
   if (processing_.contains(key)) return;  // queued again by done()
   queue_.push_back(key);
   cv_.notify_one();
@@ -99,6 +100,10 @@ std::optional<std::string> WorkQueue::pop_locked() {
   queue_.pop_front();
   processing_.insert(key);
   dirty_.erase(key);
+  if (auto it = added_at_.find(key); it != added_at_.end()) {
+    if (on_dequeue_) on_dequeue_(now_() - it->second);
+    added_at_.erase(it);
+  }
   return key;
 }
 

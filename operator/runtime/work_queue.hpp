@@ -75,6 +75,9 @@ class WorkQueue {
   std::size_t len() const;      // ready keys
   std::size_t waiting() const;  // delayed keys
   QueueCounters counters() const;
+  // Told how long each key waited from its add to the worker taking it (called under the lock:
+  // it must only record, as a histogram does). Set before workers start.
+  void on_dequeue(std::function<void(Duration waited)> f) { on_dequeue_ = std::move(f); }
 
  private:
   void add_locked(const std::string& key);
@@ -90,6 +93,8 @@ class WorkQueue {
   std::map<std::string, Clock::time_point> delayed_;  // earliest time per key
   RateLimiter limiter_;
   QueueCounters counters_;
+  std::map<std::string, Clock::time_point> added_at_;  // keys in dirty_: when they were added
+  std::function<void(Duration)> on_dequeue_;
   bool shutdown_ = false;
 };
 

@@ -433,13 +433,23 @@ class Cluster:
     def records(self):
         return self.get("imagereplications")["items"]
 
-    def start_operator(self, *extra, events_port=None, wait_engine=True, kubeconfig=None):
+    def kstatus(self, resources):
+        """Health as Flux and Argo CD compute it (sigs.k8s.io/cli-utils kstatus, tests/kstatus):
+        {"Kind/name": "Current" | "InProgress" | "Failed" | ...}."""
+        objs = self.kubectl("get", resources, "-o", "json").stdout
+        res = subprocess.run([peer("ferry-kstatus")], input=objs, capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise AssertionError("ferry-kstatus failed: " + res.stderr)
+        return {line.split(" ")[0]: line.split(" ")[1] for line in res.stdout.splitlines()}
+
+    def start_operator(self, *extra, events_port=None, wait_engine=True, kubeconfig=None, metrics_port=None):
         """Starts `ferry operator` (the latest one started is `self.operator`); by default waits
         until its replication engine runs. `kubeconfig` defaults to the admin's."""
         health = free_port()
+        self.metrics_port = metrics_port or free_port()
         op = Process([FERRY, "operator", "--kubeconfig", kubeconfig or self.kubeconfig, "--webhook-port", "0",
                       "--health-probe-bind-address", f"127.0.0.1:{health}",
-                      "--metrics-bind-address", f"127.0.0.1:{free_port()}",
+                      "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
                       "--registry-events-bind-address", f"127.0.0.1:{events_port or self.events_port}",
                       "--leader-election-namespace", self.NS, *extra],
                      os.path.join(self.workdir, f"operator-{health}.log"))

@@ -106,6 +106,15 @@ class ClusterReplication(ClusterModeTest):
         self.assertEqual(conds["Complete"]["status"], "False", conds)
         self.assertEqual(conds["Failed"]["status"], "True", conds)
         self.assertIn("222222222222/eu-west-1", conds["Failed"]["message"])
+        # GitOps health (kstatus): the record with a FAILED destination is Failed, not InProgress
+        # forever; the Repository Ferry created is Current; -o wide shows why.
+        health = self.cluster.kstatus("imagereplications,repositories")
+        self.assertEqual(health[f"ImageReplication/{rec['metadata']['name']}"], "Failed", health)
+        self.assertEqual({v for k, v in health.items() if k.startswith("Repository/")}, {"Current"}, health)
+        self.assertEqual((conds["Stalled"]["status"], conds["Ready"]["reason"]), ("True", "DestinationFailed"))
+        wide = self.kubectl("get", "imagereplication", rec["metadata"]["name"], "-o", "wide").stdout
+        self.assertIn("DestinationFailed", wide)
+        self.assertIn("1 of 2 destinations FAILED", wide)
         # S12: the repository replication created is a Repository object with default-off settings.
         repos = {(r["spec"]["registryId"], r["spec"]["region"], r["spec"]["repositoryName"]): r
                  for r in self.get("repositories")["items"]}
@@ -221,6 +230,47 @@ spec:
         self.assertEqual(st[(B_ID, "eu-west-1")]["status"], "COMPLETE")
         self.assertEqual(self.c.tags("team/svc"), ["v2"])
 
+    def test_s20_ferry_retry_sets_the_annotation_and_the_engine_retries_even_one_started_later(self):
+        """`ferry retry --kubeconfig` annotates the ImageReplication (ferry.dev/retry); the running
+        engine retries its FAILED destination with authorization decided again. An annotation
+        set while no operator runs is honoured by the next one at start."""
+        self.apply(replication_config("a", self.a, [self.c]))
+        self.start_operator()
+        self.image(seed="cluster-retry", tag="v1").push(self.a, "team/retry")
+        rec, st = self.wait_record("team/retry", "v1", expected=1)
+        self.assertEqual(st[(B_ID, "eu-west-1")]["failureCode"], "DESTINATION_REGISTRY_ACCESS_DENIED")
+        self.apply(registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        wait_until(lambda: "policies=1" in self.operator.output(), 15, what="the engine to take the new policy")
+        retry = [FERRY, "retry", "--kubeconfig", self.kubeconfig, "--repository", "team/retry", "--image", "v1"]
+        out = run(retry)
+        self.assertIn("retry requested: team/retry:v1", out.stdout)
+        name = rec["metadata"]["name"]
+        asked = self.get("imagereplication", name)["metadata"]["annotations"]["ferry.dev/retry"]
+
+        def retried():
+            r = self.get("imagereplication", name)
+            s = r.get("status", {})
+            done = s.get("replicationStatuses", [{}])[0].get("status") == "COMPLETE"
+            return r if done and s.get("lastHandledRetryAt") == asked else None
+        wait_until(retried, 30, interval=0.2, what="COMPLETE after ferry retry, the annotation handled")
+        self.assertEqual(self.c.manifest("team/retry", "v1"), self.a.manifest("team/retry", "v1"))
+        self.assertEqual(run(retry, check=False).returncode, 1, "nothing left to retry")
+        # With no operator running: a denied push, the policy fixed, `ferry retry`, then a start.
+        emptied = self.operator.output().count("policies=0")
+        self.kubectl("delete", "registrypolicy", "c")
+        wait_until(lambda: self.operator.output().count("policies=0") > emptied, 15, what="the policy gone")
+        self.image(seed="cluster-retry-2", tag="v2").push(self.a, "team/retry")
+        rec2, st2 = self.wait_record("team/retry", "v2", expected=1)
+        self.assertEqual(st2[(B_ID, "eu-west-1")]["status"], "FAILED")
+        self.assertEqual(self.cluster.stop_operator(), 0)
+        self.apply(registry_policy("c", self.c, [allow_statement(A_ID, self.c)]))
+        run([FERRY, "retry", "--kubeconfig", self.kubeconfig, "--repository", "team/retry", "--image", "v2"])
+        self.start_operator()
+        name2 = rec2["metadata"]["name"]
+        wait_until(lambda: self.get("imagereplication", name2).get("status", {}).get("replicationStatuses", [{}])[0]
+                   .get("status") == "COMPLETE", 30, interval=0.2, what="COMPLETE for the retry asked while stopped")
+        self.assertEqual(sorted(self.c.tags("team/retry")), ["v1", "v2"])
+
 
 class ClusterDurability(ClusterModeTest):
     def slow_pair_with_copy_in_flight(self, seed):
@@ -235,6 +285,9 @@ class ClusterDurability(ClusterModeTest):
             return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
                        for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
         wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        # While it copies, GitOps tools see the record InProgress.
+        health = self.cluster.kstatus("imagereplications")
+        self.assertEqual(set(health.values()), {"InProgress"}, health)
         return a, b
 
     def test_sigterm_lets_the_copy_in_flight_finish_before_leaving(self):

@@ -1,6 +1,7 @@
 """`ferry copy` the way skopeo and crane users write it (SPEC §4): docker:// references, plain
 HTTP by default for loopback registries, a hint when TLS meets a plain-HTTP server, and
 --all-tags for a whole repository; real docker-registry processes and skopeo."""
+import json
 import os
 import sys
 import unittest
@@ -27,6 +28,51 @@ class CopyCli(E2ETest):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.strip(), f"{self.b.host}/mirror/app@{img.digest}")
         self.assertEqual(self.b.manifest("mirror/app", "v1"), self.a.manifest("prod/app", "v1"))
+
+    def test_oci_layout_sources_image_and_index_bytes_preserved(self):
+        """`ferry copy oci:DIR:TAG REF` pushes from an OCI image layout (skopeo's oci: form): every
+        blob and child manifest, the bytes as they are in the layout, the tag last."""
+        img = self.image(seed="layout-image", layer_bytes=300 * 1024)
+        idx = self.image(kind="index", seed="layout-index", tag="multi")
+        p = self.copy(f"oci:{img.dir}:v1", f"{self.b.host}/from/layout:v1", f"oci:{idx.dir}", f"{self.b.host}/from/index:multi")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split(), [f"{self.b.host}/from/layout@{img.digest}", f"{self.b.host}/from/index@{idx.digest}"])
+
+        def blob(layout, digest):
+            with open(os.path.join(layout, "blobs", "sha256", digest.split(":")[1]), "rb") as f:
+                return f.read().decode()
+        self.assertEqual(self.b.manifest("from/layout", "v1"), blob(img.dir, img.digest))
+        self.assertEqual(self.b.manifest("from/index", "multi"), blob(idx.dir, idx.digest))
+        for child in json.loads(blob(idx.dir, idx.digest))["manifests"]:
+            self.assertEqual(self.b.manifest("from/index", child["digest"]), blob(idx.dir, child["digest"]))
+        # Pushing it again writes no blob: every one is there already.
+        p = run([FERRY, "copy", f"oci:{img.dir}:v1", f"{self.b.host}/from/layout:v1"], check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("blobs copied=0 skipped=2", p.stderr)
+
+    def test_oci_layout_errors_name_the_layout_and_leave_nothing_tagged(self):
+        img = self.image(seed="layout-bad", layer_bytes=64 * 1024)
+        p = self.copy(f"oci:{img.dir}:nope", f"{self.b.host}/bad/app:v1")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"oci:{img.dir}", p.stderr)
+        self.assertIn("no image tagged nope in index.json (it has: v1)", p.stderr)
+        p = self.copy(f"oci:{self.workdir}/absent:v1", f"{self.b.host}/bad/app:v1")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no index.json", p.stderr)
+        # A layer file altered after the layout was written: refused, and the tag never appears.
+        layer = json.loads(open(os.path.join(img.dir, "blobs", "sha256", img.digest.split(":")[1])).read())["layers"][0]
+        path = os.path.join(img.dir, "blobs", "sha256", layer["digest"].split(":")[1])
+        with open(path, "r+b") as f:
+            f.seek(layer["size"] // 2)
+            f.write(b"X")
+        p = self.copy(f"oci:{img.dir}:v1", f"{self.b.host}/bad/app:v1")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"blobs/ file of {layer['digest']} does not match its digest", p.stderr)
+        self.assertEqual(self.b.tags("bad/app"), [])
+        # --all-tags is for registry repositories.
+        p = self.copy("--all-tags", f"oci:{img.dir}", f"{self.b.host}/bad/app")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--all-tags copies registry repositories", p.stderr)
 
     def test_tls_against_a_plain_http_registry_says_so(self):
         self.image(seed="copy-tls").push(self.a, "prod/app")

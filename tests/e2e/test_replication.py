@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -889,6 +890,51 @@ class Revocation(E2ETest):
         self.assertIn("explicitly denied", denied["message"])
 
 
+class FullDisk(E2ETest):
+    """The state directory on a full file system (a 1 MiB tmpfs): a push that cannot be recorded
+    is refused with a clear error (the registry sends it again), nothing stored is damaged, and
+    once space returns the push replicates."""
+
+    def test_a_full_state_directory_refuses_the_push_then_recovers(self):
+        self.assertEqual(os.geteuid(), 0, "mounting the small tmpfs needs root (CI runs as root)")
+        os.makedirs(self.ferry.state)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", self.ferry.state], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.ferry.state])
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.image(seed="before-full").push(a, "prod/app", tag="v1")
+        self.ferry.wait_status("prod/app", "v1", expected=1)
+        # Fill the file system to the last byte.
+        filler = os.path.join(self.ferry.state, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+            except OSError:
+                pass
+        self.image(seed="while-full").push(a, "prod/app", tag="v2")
+        wait_until(lambda: "No space left on device" in self.ferry.process.output(), 20,
+                   what="the refused push in the log")
+        self.assertIn("cannot record push", self.ferry.process.output())
+        self.assertIsNone(self.ferry.status("prod/app", "v2"))
+        self.assertIsNone(b.manifest("prod/app", "v2"))
+        # What was stored is whole: every record still parses, the first one COMPLETE.
+        for kind in ("imagereplications", "repositories"):
+            for rec in self.ferry.records(kind):
+                self.assertTrue(rec["metadata"]["name"])
+        self.assertEqual(self.ferry.status("prod/app", "v1")["replicationStatuses"][0]["status"], "COMPLETE")
+        self.assertTrue(self.ferry.process.alive(), "a full disk is not a crash")
+        # Space again: the registry's next delivery of the same notification is recorded.
+        os.remove(filler)
+        st = self.ferry.wait_status("prod/app", "v2", expected=1, timeout=30)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("prod/app", "v2"), a.manifest("prod/app", "v2"))
+
+
 class Durability(E2ETest):
     def test_killed_mid_copy_resumes_after_restart(self):
         a = self.registry("a", A_ID, "us-east-1")
@@ -1079,6 +1125,102 @@ class Metrics(E2ETest):
         img.push(a, "prod/app", tag="v2")
         self.ferry.wait_status("prod/app", "v2", expected=2, timeout=30)
         self.assertEqual(bytes_copied(), 2 * blob_bytes)
+
+
+def scrape(ferry):
+    """The /metrics page as {(name, frozenset(labels.items())): value}, parsed line by line."""
+    with urllib.request.urlopen(ferry.url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = sample.match(line)
+        if not m:
+            raise AssertionError(f"not a Prometheus sample line: {line!r}")
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The value of one sample, or None when the page has no such series."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+class MetricsPerSpec(E2ETest):
+    """SPEC §9 metrics after a known workload, read from /metrics of a real `ferry run`."""
+
+    def test_replications_latency_notifications_responses_and_polls_name_their_registry(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        c = self.registry("c", B_ID, "eu-west-1")  # another account with no policy: denied
+        self.ferry.write("regs.yaml", a.resource(poll="1s") + "---\n" + b.resource() + "---\n" + c.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b, c]))
+        self.ferry.start()
+        time.sleep(1.5)  # the first poll takes its baseline
+        self.image(seed="counted").push(a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=2, timeout=30)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE", st)
+        self.assertEqual(st[(B_ID, "eu-west-1")]["status"], "FAILED", st)
+        self.assertEqual(self.ferry.post_events("nobody", '{"events": []}')[0], 404)
+        self.assertEqual(self.ferry.post_events("a", '{"events": [')[0], 400)
+        wait_until(lambda: (metric(scrape(self.ferry), "ferry_polls_total", registry="a", result="success") or 0) >= 2,
+                   10, what="two successful polls of a")
+        m = scrape(self.ferry)
+        self.assertEqual(metric(m, "ferry_replications_total", destination="b", result="COMPLETE", failure_code=""), 1)
+        self.assertEqual(metric(m, "ferry_replications_total", destination="c", result="FAILED",
+                                failure_code="DESTINATION_REGISTRY_ACCESS_DENIED"), 1)
+        self.assertIsNone(metric(m, "ferry_replications_total", destination="c", result="COMPLETE", failure_code=""))
+        self.assertEqual(metric(m, "ferry_push_to_complete_seconds_count", destination="b"), 1)
+        self.assertIsNone(metric(m, "ferry_push_to_complete_seconds_count", destination="c"))
+        # The registry's push notification, the two made-up requests: each under its own code.
+        self.assertGreaterEqual(metric(m, "ferry_notifications_total", registry="a", code="200"), 1)
+        self.assertEqual(metric(m, "ferry_notifications_total", registry="a", code="400"), 1)
+        self.assertEqual(metric(m, "ferry_notifications_total", registry="unknown", code="404"), 1)
+        # a answered the copy's reads and the polls, b the copy's writes; nothing failed to answer.
+        self.assertGreater(metric(m, "ferry_registry_responses_total", registry="a", code="2xx"), 3)
+        self.assertGreater(metric(m, "ferry_registry_responses_total", registry="b", code="2xx"), 2)
+        self.assertEqual(metric(m, "ferry_registry_responses_total", registry="b", code="error"), 0)
+        self.assertLess(abs(metric(m, "ferry_poll_last_success_timestamp_seconds", registry="a") - time.time()), 5)
+        self.assertGreaterEqual(metric(m, "ferry_poll_duration_seconds_count", registry="a"), 2)
+        self.assertEqual(metric(m, "ferry_polls_total", registry="a", result="error") or 0, 0)
+        self.assertEqual(metric(m, "ferry_copies", state="running"), 0)
+        self.assertEqual(metric(m, "ferry_copies", state="queued"), 0)
+        self.assertEqual(metric(m, "ferry_copies", state="retry_wait"), 0)
+        self.assertEqual(metric(m, "ferry_oldest_copy_seconds"), 0)
+        self.assertEqual(metric(m, "ferry_build_info", version="0.1.0"), 1)
+        self.assertGreater(metric(m, "process_resident_memory_bytes"), 1 << 20)
+        self.assertGreater(metric(m, "process_cpu_seconds_total"), 0)
+        self.assertGreater(metric(m, "process_open_fds"), 3)
+        self.assertLess(abs(metric(m, "process_start_time_seconds") - time.time()), 120)
+
+    def test_a_copy_to_an_unreachable_destination_shows_as_old_and_failing_to_connect(self):
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))  # a port nothing listens on while the test runs
+        closed_port = dead.getsockname()[1]
+        self.addCleanup(dead.close)
+        self.ferry.write("regs.yaml", a.resource(poll="1s") + "---\n" +
+                         b.resource(endpoint=f"http://127.0.0.1:{closed_port}"))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.image(seed="stuck").push(a, "prod/app")
+        wait_until(lambda: (metric(scrape(self.ferry), "ferry_oldest_copy_seconds") or 0) >= 2, 15,
+                   what="the stuck copy's age on /metrics")
+        m = scrape(self.ferry)
+        self.assertEqual(sum(metric(m, "ferry_copies", state=s) for s in ("running", "queued", "retry_wait")), 1)
+        self.assertGreater(metric(m, "ferry_registry_responses_total", registry="b", code="error"), 0)
+        self.assertEqual(metric(m, "ferry_registry_responses_total", registry="b", code="2xx"), 0)
+        self.assertIsNone(metric(m, "ferry_replications_total", destination="b", result="COMPLETE", failure_code=""))
+        # The source stops answering: its polls count as errors and the last success stays put.
+        last = metric(m, "ferry_poll_last_success_timestamp_seconds", registry="a")
+        a.stop()
+        wait_until(lambda: (metric(scrape(self.ferry), "ferry_polls_total", registry="a", result="error") or 0) >= 1,
+                   20, what="a failed poll of a")
+        self.assertEqual(metric(scrape(self.ferry), "ferry_poll_last_success_timestamp_seconds", registry="a"), last)
 
 
 class PushDetection(E2ETest):

@@ -706,7 +706,11 @@ class Lifecycle(OperatorTestCase):
         self.assertEqual(op.get(op.health, "/healthz")[0], 200)
         status, metrics = op.get(op.metrics, "/metrics")
         self.assertEqual(status, 200)
-        self.assertRegex(metrics, r'ferry_reconcile_total\{controller="registrypolicy",result="requeue"\} [1-9]')
+        # A healthy reconcile followed by the periodic resync is a success, not a requeue.
+        self.assertRegex(metrics, r'ferry_reconcile_total\{controller="registrypolicy",result="success"\} [1-9]')
+        self.assertRegex(metrics, r'ferry_reconcile_total\{controller="registrypolicy",result="requeue_after"\} 0\n')
+        self.assertRegex(metrics, r'ferry_workqueue_queue_duration_seconds_count\{name="registrypolicy"\} [1-9]')
+        self.assertIn("process_resident_memory_bytes", metrics)
         self.assertIn("ferry_reconcile_duration_seconds_bucket", metrics)
         self.assertIn("ferry_workqueue_depth", metrics)
         self.assertIn('ferry_workqueue_adds_total{name="registrypolicy"}', metrics)
