@@ -1033,8 +1033,16 @@ class ReleaseTest(ClusterTestCase):
         sm = self.get("servicemonitor", "monitored-ferry", "-n", NS)
         self.assertEqual(sm["spec"]["endpoints"][0]["port"], "http-metrics")
         self.assertEqual(sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "monitored")
+        # Switched to a PodMonitor: the ServiceMonitor goes, the PodMonitor scrapes the pods' port.
+        self.helm("upgrade", *release, "--set", "metrics.serviceMonitor.enabled=false",
+                  "--set", "metrics.podMonitor.enabled=true")
+        self.assertFalse(self.exists("servicemonitor", "monitored-ferry", "-n", NS))
+        pm = self.get("podmonitor", "monitored-ferry", "-n", NS)
+        self.assertEqual(pm["spec"]["podMetricsEndpoints"][0]["port"], "http-metrics")
+        self.assertEqual(pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "monitored")
         self.helm("uninstall", "monitored", "-n", NS)
         self.assertFalse(self.exists("servicemonitor", "monitored-ferry", "-n", NS))
+        self.assertFalse(self.exists("podmonitor", "monitored-ferry", "-n", NS))
 
     def test_notes(self):
         def notes(*extra):
