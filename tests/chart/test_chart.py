@@ -63,6 +63,26 @@ CERT_MANAGER_VALUES = {
     "metrics": {"serviceMonitor": {"enabled": True}},
 }
 SCOPED_VALUES = {"rbac": {"secrets": {"namespaces": [NS, "team-b"]}}}
+EXTRA_CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": '{{ include "ferry.fullname" . }}-extra', "namespace": "{{ .Release.Namespace }}"},
+                   "data": {"lease": '{{ include "ferry.leaderElectionID" . }}'}}
+EXTRA_TEXT = ('apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include "ferry.fullname" . }}-extra-text\n'
+              '  namespace: {{ .Release.Namespace }}\ndata:\n  replicas: {{ .Values.replicaCount | quote }}\n')
+HA_VALUES = {  # three replicas, PDB, NetworkPolicy with closed egress, PodMonitor, webhook, extraObjects, logs
+    "replicaCount": 3,
+    "global": {"logLevel": "debug", "logFormat": "json"},
+    "podDisruptionBudget": {"minAvailable": 2},
+    "webhook": {"enabled": True},
+    "networkPolicy": {"enabled": True,
+                      "ingress": {"metrics": {"from": [{"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": "monitoring"}}}]}},
+                      "egress": {"allowAll": False, "rules": [
+                          {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+                          {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]}]}},
+    "metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "extraObjects": [EXTRA_CONFIGMAP, EXTRA_TEXT],
+}
+RECREATE_VALUES = {"strategy": {"type": "Recreate"}, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"}}
 MONITORING = ("--api-versions", "monitoring.coreos.com/v1")
 
 # The operator's RBAC contract: what `ferry operator` requests, and so exactly what the chart lets
@@ -289,7 +309,7 @@ class LintTest(unittest.TestCase):
 
     def test_strict_lint_passes_for_every_values_set(self):
         for label, values in (("default", None), ("full", FULL_VALUES), ("cert-manager", CERT_MANAGER_VALUES),
-                              ("scoped secrets", SCOPED_VALUES)):
+                              ("scoped secrets", SCOPED_VALUES), ("ha", HA_VALUES), ("recreate", RECREATE_VALUES)):
             with self.subTest(values=label):
                 out = self.lint(values).stdout
                 self.assertIn("1 chart(s) linted, 0 chart(s) failed", out)
@@ -353,6 +373,26 @@ class ValuesTest(unittest.TestCase):
                                             "at '/registryEvents/service/type': value must be one of"),
             "registryEvents/service/enable (misspelled)": ({"registryEvents": {"service": {"enable": False}}},
                                                            "additional properties 'enable' not allowed"),
+            "global/logLevel": ({"global": {"logLevel": "verbose"}}, "at '/global/logLevel': value must be one of"),
+            "global/logFormat": ({"global": {"logFormat": "logfmt"}}, "at '/global/logFormat': value must be one of"),
+            "strategy/type": ({"strategy": {"type": "BlueGreen"}}, "at '/strategy/type': value must be one of"),
+            "strategy/rollingUpdate/maxSurge": ({"strategy": {"rollingUpdate": {"maxSurge": "one"}}},
+                                                "at '/strategy/rollingUpdate/maxSurge': 'one' does not match pattern"),
+            "terminationGracePeriodSeconds": ({"terminationGracePeriodSeconds": "45s"},
+                                              "at '/terminationGracePeriodSeconds': got string, want integer"),
+            "gracefulShutdownTimeoutSeconds": ({"gracefulShutdownTimeoutSeconds": 0},
+                                               "at '/gracefulShutdownTimeoutSeconds': minimum: got 0, want 1"),
+            "podDisruptionBudget/minAvailable": ({"podDisruptionBudget": {"minAvailable": "half"}},
+                                                 "at '/podDisruptionBudget/minAvailable': 'half' does not match pattern"),
+            "podDisruptionBudget/maxUnavailable": ({"podDisruptionBudget": {"maxUnavailable": -1}},
+                                                   "at '/podDisruptionBudget/maxUnavailable': minimum: got -1, want 0"),
+            "networkPolicy/enable (misspelled)": ({"networkPolicy": {"enable": True}},
+                                                  "additional properties 'enable' not allowed"),
+            "networkPolicy/egress/allowAll": ({"networkPolicy": {"egress": {"allowAll": "yes"}}},
+                                              "at '/networkPolicy/egress/allowAll': got string, want boolean"),
+            "metrics/podMonitor/interval": ({"metrics": {"podMonitor": {"interval": "1 minute"}}},
+                                            "at '/metrics/podMonitor/interval': '1 minute' does not match pattern"),
+            "extraObjects": ({"extraObjects": [["not", "a", "manifest"]]}, "at '/extraObjects/0': got array, want"),
         }
         for name, (values, message) in cases.items():
             with self.subTest(case=name):
@@ -438,9 +478,126 @@ class TemplateTest(unittest.TestCase):
     def test_default_args(self):
         self.assertEqual(container(one(self.default, "Deployment"))["args"], [
             "operator", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-            "--registry-events-bind-address=:8082", f"--leader-election-namespace={NS}",
-            "--leader-election-id=ferry-leader", "--webhook-port=0"])
+            "--registry-events-bind-address=:8082", "--leader-elect", f"--leader-election-namespace={NS}",
+            "--leader-election-id=ferry-leader", "--graceful-shutdown-timeout=30s", "--webhook-port=0"])
         self.assertEqual(one(self.default, "Deployment")["spec"]["replicas"], 1)
+
+    def test_one_engine_at_a_time(self):
+        # One replica still elects a leader: a rolling update runs the old and the new pod together.
+        deploy = one(self.default, "Deployment")
+        self.assertIn("--leader-elect", container(deploy)["args"])
+        self.assertEqual(deploy["spec"]["strategy"],
+                         {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+        # The kubelet's SIGKILL comes after the operator's own shutdown deadline.
+        self.assertEqual(deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 45)
+        self.assertIn("--graceful-shutdown-timeout=30s", container(deploy)["args"])
+        deploy = one(render({"gracefulShutdownTimeoutSeconds": 100, "terminationGracePeriodSeconds": 120}), "Deployment")
+        self.assertEqual(deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 120)
+        self.assertIn("--graceful-shutdown-timeout=100s", container(deploy)["args"])
+        for values in ({"gracefulShutdownTimeoutSeconds": 60}, {"terminationGracePeriodSeconds": 30}):
+            with self.subTest(values=values):
+                res = template(values, check=False)
+                self.assertNotEqual(res.returncode, 0)
+                self.assertIn("terminationGracePeriodSeconds (", res.stderr)
+                self.assertIn("must be larger than gracefulShutdownTimeoutSeconds", res.stderr)
+        # Recreate: no rollingUpdate (the API server refuses one with Recreate), even though the
+        # default values carry it.
+        deploy = one(render(None, "--set", "strategy.type=Recreate"), "Deployment")
+        self.assertEqual(deploy["spec"]["strategy"], {"type": "Recreate"})
+        deploy = one(render({"strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}}}), "Deployment")
+        self.assertEqual(deploy["spec"]["strategy"]["rollingUpdate"], {"maxSurge": "25%", "maxUnavailable": 1})
+
+    def test_pod_disruption_budget(self):
+        self.assertEqual(by_kind(self.default, "PodDisruptionBudget"), [], "not for a single replica by default")
+        deploy = one(self.full, "Deployment")
+        pdb = one(self.full, "PodDisruptionBudget", "ferry")
+        self.assertEqual(pdb["apiVersion"], "policy/v1")
+        self.assertEqual(pdb["metadata"]["namespace"], NS)
+        self.assertEqual(pdb["spec"], {"maxUnavailable": 1, "selector": deploy["spec"]["selector"]})
+        self.assertEqual(by_kind(render(None, "--set", "replicaCount=2", "--set", "podDisruptionBudget.enabled=false"),
+                                 "PodDisruptionBudget"), [])
+        self.assertEqual(one(render(None, "--set", "podDisruptionBudget.enabled=true"), "PodDisruptionBudget")["spec"]
+                         ["maxUnavailable"], 1)
+        spec = one(render({"replicaCount": 3, "podDisruptionBudget": {"minAvailable": "50%"}}), "PodDisruptionBudget")["spec"]
+        self.assertEqual((spec.get("minAvailable"), spec.get("maxUnavailable")), ("50%", None))
+        spec = one(render({"replicaCount": 3, "podDisruptionBudget": {"maxUnavailable": 2}}), "PodDisruptionBudget")["spec"]
+        self.assertEqual((spec.get("minAvailable"), spec.get("maxUnavailable")), (None, 2))
+        res = template({"replicaCount": 2, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("podDisruptionBudget: set minAvailable or maxUnavailable, not both", res.stderr)
+
+    def test_extra_objects_are_rendered_with_tpl(self):
+        docs = render({"replicaCount": 2, "extraObjects": [EXTRA_CONFIGMAP, EXTRA_TEXT]}, name="prod")
+        cm = one(docs, "ConfigMap", "prod-ferry-extra")
+        self.assertEqual((cm["metadata"]["namespace"], cm["data"]), (NS, {"lease": "ferry-leader"}))
+        text = one(docs, "ConfigMap", "prod-ferry-extra-text")
+        self.assertEqual((text["metadata"]["namespace"], text["data"]), (NS, {"replicas": "2"}))
+        self.assertEqual(by_kind(self.default, "ConfigMap"), [])
+        res = template({"extraObjects": ["kind: ConfigMap\nmetadata: {name: {{ .Values.noSuchValue.name }}}\n"]},
+                       check=False)
+        self.assertNotEqual(res.returncode, 0, "a broken template in extraObjects fails the render")
+        self.assertIn("nil pointer evaluating interface {}.name", res.stderr)
+
+    def test_network_policy(self):
+        self.assertEqual(by_kind(self.default, "NetworkPolicy"), [], "off by default")
+        self.assertEqual(by_kind(self.full, "NetworkPolicy"), [], "off by default")
+        docs = render(deep_merge(FULL_VALUES, {"networkPolicy": {"enabled": True}}))
+        deploy = one(docs, "Deployment")
+        np = one(docs, "NetworkPolicy", "ferry")
+        self.assertEqual(np["spec"]["podSelector"], deploy["spec"]["selector"])
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress", "Egress"])
+        self.assertEqual(np["spec"]["egress"], [{}], "egress open by default")
+        allowed = {p["port"] for rule in np["spec"]["ingress"] for p in rule["ports"]}
+        self.assertTrue(all("from" not in rule for rule in np["spec"]["ingress"]), "from anyone by default")
+        # Every Service's target port, resolved by name in the pod, is open; nothing else is.
+        ports = {p["name"]: p["containerPort"] for p in container(deploy)["ports"]}
+        targets = {ports[p["targetPort"]] for svc in by_kind(docs, "Service") for p in svc["spec"]["ports"]}
+        self.assertEqual(targets, {8080, 8082, 9443})
+        self.assertEqual(allowed, targets)
+        # Ports follow the values; the webhook port only with the webhook.
+        docs = render({"networkPolicy": {"enabled": True}, "registryEvents": {"port": 9000}, "metrics": {"port": 9090}})
+        np = one(docs, "NetworkPolicy")
+        self.assertEqual(sorted(p["port"] for rule in np["spec"]["ingress"] for p in rule["ports"]), [9000, 9090])
+        # Sources per port, extra rules, closed egress.
+        np = one(render(HA_VALUES), "NetworkPolicy")
+        metrics_rule = next(r for r in np["spec"]["ingress"] if r["ports"] == [{"port": 8080, "protocol": "TCP"}])
+        self.assertEqual(metrics_rule["from"], HA_VALUES["networkPolicy"]["ingress"]["metrics"]["from"])
+        self.assertEqual(np["spec"]["egress"], HA_VALUES["networkPolicy"]["egress"]["rules"])
+        extra = {"from": [{"podSelector": {}}], "ports": [{"port": 8081, "protocol": "TCP"}]}
+        np = one(render({"networkPolicy": {"enabled": True, "ingress": {"extraRules": [extra]}}}), "NetworkPolicy")
+        self.assertEqual(np["spec"]["ingress"][-1], extra)
+
+    def test_pod_monitor_only_where_its_api_is_served(self):
+        self.assertEqual(by_kind(render(None, *MONITORING), "PodMonitor"), [], "off by default")
+        self.assertEqual(by_kind(render(HA_VALUES), "PodMonitor"), [], "rendered without monitoring.coreos.com/v1")
+        docs = render(HA_VALUES, *MONITORING)
+        self.assertEqual(by_kind(docs, "ServiceMonitor"), [])
+        pm = one(docs, "PodMonitor", "ferry")
+        deploy = one(docs, "Deployment")
+        pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+        for k, v in pm["spec"]["selector"]["matchLabels"].items():
+            self.assertEqual(pod_labels.get(k), v, k)
+        endpoint = pm["spec"]["podMetricsEndpoints"][0]
+        self.assertIn({"name": endpoint["port"], "containerPort": 8080, "protocol": "TCP"}, container(deploy)["ports"])
+        self.assertEqual((endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]), ("/metrics", "60s", "30s"))
+        self.assertEqual(pm["spec"]["namespaceSelector"], {"matchNames": [NS]})
+        self.assertEqual(pm["metadata"]["labels"]["release"], "prometheus")
+        # The Service is not needed for a PodMonitor.
+        docs = render({"metrics": {"service": {"enabled": False}, "podMonitor": {"enabled": True}}}, *MONITORING)
+        self.assertEqual(len(by_kind(docs, "PodMonitor")), 1)
+        for extra in ((), MONITORING):
+            res = template({"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}}, *extra,
+                           check=False)
+            self.assertNotEqual(res.returncode, 0)
+            self.assertIn("metrics.serviceMonitor.enabled and metrics.podMonitor.enabled: choose one", res.stderr)
+
+    def test_log_level_and_format(self):
+        args = container(one(self.default, "Deployment"))["args"]
+        self.assertFalse([a for a in args if a.startswith(("--log-level", "--log-format"))], "the operator's defaults")
+        args = container(one(render(None, "--set", "global.logLevel=debug", "--set", "global.logFormat=json"),
+                             "Deployment"))["args"]
+        self.assertIn("--log-level=debug", args)
+        self.assertIn("--log-format=json", args)
 
     def test_leader_election_namespace_moves_the_lease_and_state_roles(self):
         docs = render(None, "--set", "leaderElection.namespace=ferry-coord")
@@ -677,7 +834,8 @@ class ApplyTest(ClusterTestCase):
         self.third_party_crds()
         for label, values, extra in (("default", None, ()), ("full", FULL_VALUES, MONITORING),
                                      ("cert-manager", CERT_MANAGER_VALUES, MONITORING),
-                                     ("scoped secrets", SCOPED_VALUES, ())):
+                                     ("scoped secrets", SCOPED_VALUES, ()), ("ha", HA_VALUES, MONITORING),
+                                     ("recreate", RECREATE_VALUES, ())):
             with self.subTest(values=label):
                 text = template(values, *extra).stdout
                 docs = load_docs(text)
@@ -785,6 +943,11 @@ class ReleaseTest(ClusterTestCase):
                         "Ferry's kinds in discovery")
         for example in ("secrets.yaml", "registries.yaml", "cross-region.yaml"):
             self.apply_strict(EXAMPLES / example)
+        # One replica: leader election all the same, and no PodDisruptionBudget.
+        first = self.get("deployment", "ferry", "-n", NS)
+        self.assertIn("--leader-elect", container(first)["args"])
+        self.assertEqual(first["spec"]["strategy"]["rollingUpdate"], {"maxSurge": 1, "maxUnavailable": 0})
+        self.assertFalse(self.exists("poddisruptionbudget", "ferry", "-n", NS))
 
         # A second release cannot take over the first one's CRDs: that is what crds.enabled=false is for.
         res = self.helm("install", "second", str(CHART), "-n", NS, check=False)
@@ -814,6 +977,8 @@ class ReleaseTest(ClusterTestCase):
         self.assertIn("--leader-election-namespace=ferry-coord", container(after)["args"])
         self.assertGreater(after["metadata"]["generation"], before["metadata"]["generation"])
         self.assertTrue(self.exists("role", "ferry-leaderelection", "-n", "ferry-coord"))
+        pdb = self.get("poddisruptionbudget", "ferry", "-n", NS)   # two replicas: a budget of one pod at a time
+        self.assertEqual((pdb["spec"]["maxUnavailable"], pdb["spec"]["selector"]), (1, after["spec"]["selector"]))
         self.assertFalse(self.exists("role", "ferry-leaderelection", "-n", NS), "Helm deletes what left the chart")
         history = json.loads(self.helm("history", "ferry", "-n", NS, "-o", "json").stdout)
         self.assertEqual([h["status"] for h in history], ["superseded", "failed", "deployed"])
@@ -829,7 +994,8 @@ class ReleaseTest(ClusterTestCase):
             self.assertIn(f"[CustomResourceDefinition] {k}.ferry.dev", out)
         for ref in (("deployment", "ferry", "-n", NS), ("serviceaccount", "ferry", "-n", NS),
                     ("clusterrole", "ferry-operator"), ("clusterrolebinding", "ferry-operator"),
-                    ("role", "ferry-state", "-n", "ferry-coord"), ("service", "ferry-metrics", "-n", NS)):
+                    ("role", "ferry-state", "-n", "ferry-coord"), ("service", "ferry-metrics", "-n", NS),
+                    ("poddisruptionbudget", "ferry", "-n", NS)):
             self.assertFalse(self.exists(*ref), ref)
         self.assertTrue(self.exists("registry", "acct-a-us-east-1"))
         self.assertTrue(self.kubectl("get", "replicationconfigs", "-o", "name").stdout.split())
@@ -867,8 +1033,16 @@ class ReleaseTest(ClusterTestCase):
         sm = self.get("servicemonitor", "monitored-ferry", "-n", NS)
         self.assertEqual(sm["spec"]["endpoints"][0]["port"], "http-metrics")
         self.assertEqual(sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "monitored")
+        # Switched to a PodMonitor: the ServiceMonitor goes, the PodMonitor scrapes the pods' port.
+        self.helm("upgrade", *release, "--set", "metrics.serviceMonitor.enabled=false",
+                  "--set", "metrics.podMonitor.enabled=true")
+        self.assertFalse(self.exists("servicemonitor", "monitored-ferry", "-n", NS))
+        pm = self.get("podmonitor", "monitored-ferry", "-n", NS)
+        self.assertEqual(pm["spec"]["podMetricsEndpoints"][0]["port"], "http-metrics")
+        self.assertEqual(pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "monitored")
         self.helm("uninstall", "monitored", "-n", NS)
         self.assertFalse(self.exists("servicemonitor", "monitored-ferry", "-n", NS))
+        self.assertFalse(self.exists("podmonitor", "monitored-ferry", "-n", NS))
 
     def test_notes(self):
         def notes(*extra):
@@ -879,6 +1053,8 @@ class ReleaseTest(ClusterTestCase):
         self.assertIn(f"kubectl -n {NS} rollout status deployment/notes-ferry", out)
         self.assertIn("crds.enabled is false: install the CRDs yourself", out)
         self.assertIn("2 replicas with leader election", out)
+        self.assertIn(f"1 replica with leader election (Lease {NS}/ferry-leader)", notes())
+        self.assertIn("no PodMonitor was created", notes("--set", "metrics.podMonitor.enabled=true"))
         self.assertIn("The validating webhook is on (failurePolicy: Fail)", out)
         self.assertIn(f"http://notes-ferry-registry-events.{NS}.svc:8082/registry-events/<Registry name>", out)
         self.assertIn(f"http://notes-ferry-metrics.{NS}.svc:8080/metrics", out)
@@ -1048,7 +1224,7 @@ class OperatorRbacTest(ClusterTestCase):
         message = self.kubectl("get", "registry", "team-c", "-o",
                                "jsonpath={.status.conditions[?(@.type=='Ready')].message}").stdout
         self.assertIn("is outside the namespaces whose Secrets Ferry reads", message)
-        # --leader-elect (two replicas): the Lease the Role names is the one taken.
+        # --leader-elect (always passed): the Lease the Role names is the one taken.
         holder = self.eventually(lambda: self.kubectl("get", "lease", "ferry-leader", "-n", NS, "-o",
                                                       "jsonpath={.spec.holderIdentity}", check=False).stdout.strip(),
                                  "the Lease", timeout=40)
