@@ -84,6 +84,15 @@ void ReplicationEngine::Impl::set_resources(std::vector<model::Resource> next) {
       spdlog::error("msg=\"registry unusable\" registry={} error=\"{}\"", r.metadata.name, e.error);
     }
     endpoints[key_text(r.key())] = std::move(e);
+    // Series that exist from the start count their first event: a rate() over a counter or a
+    // histogram born with its first observation misses it.
+    replications.Add({{"destination", r.metadata.name}, {"result", std::string(model::kComplete)},
+                      {"failure_code", ""}});
+    for (auto code : model::kFailureCodes) {
+      replications.Add({{"destination", r.metadata.name}, {"result", std::string(model::kFailed)},
+                        {"failure_code", std::string(code)}});
+    }
+    m->latency_for(r.metadata.name);
   }
   rebuild_copier();
   update_effective_times();

@@ -109,7 +109,13 @@ class LayoutPush {
     if (!info) co_return std::unexpected(info.error());
     for (const auto& child : info->children) {
       if (child.foreign) continue;
-      auto r = info->is_index ? co_await push_manifest(child, child.digest, depth + 1) : co_await push_blob(child);
+      // Not `cond ? co_await a : co_await b`: GCC 12 destroys such a result twice.
+      Result<void> r;
+      if (info->is_index) {
+        r = co_await push_manifest(child, child.digest, depth + 1);
+      } else {
+        r = co_await push_blob(child);
+      }
       if (!r) co_return std::unexpected(r.error());
     }
     auto put = co_await dst_.put_manifest(to_.repository, reference, info->media_type, std::move(*bytes));

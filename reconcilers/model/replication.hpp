@@ -2,6 +2,7 @@
 // allowed (S2, S7, S8), how records are named and summarised. The engine does the I/O.
 #pragma once
 
+#include <array>
 #include <map>
 #include <optional>
 #include <span>
@@ -26,6 +27,10 @@ inline constexpr std::string_view kReplicationFailed = "REPLICATION_FAILED";
 inline constexpr std::string_view kSourceManifestUnknown = "SOURCE_MANIFEST_UNKNOWN";
 inline constexpr std::string_view kSourceBlobUnknown = "SOURCE_BLOB_UNKNOWN";
 inline constexpr std::string_view kSourceRepositoryUnknown = "SOURCE_REPOSITORY_UNKNOWN";
+// Every failure code above (metrics start a series per destination and code at 0).
+inline constexpr std::array<std::string_view, 7> kFailureCodes = {
+    kAccessDenied,        kRegionNotEnabled,          kCrossPartition,          kReplicationFailed,
+    kSourceManifestUnknown, kSourceBlobUnknown, kSourceRepositoryUnknown};
 
 inline constexpr std::string_view kInProgress = "IN_PROGRESS";
 // On an ImageReplication, any new value (e.g. the time) asks for its FAILED destinations, and

@@ -40,7 +40,7 @@ class CopyCli(E2ETest):
 
         def blob(layout, digest):
             with open(os.path.join(layout, "blobs", "sha256", digest.split(":")[1]), "rb") as f:
-                return f.read().decode()
+                return f.read()
         self.assertEqual(self.b.manifest("from/layout", "v1"), blob(img.dir, img.digest))
         self.assertEqual(self.b.manifest("from/index", "multi"), blob(idx.dir, idx.digest))
         for child in json.loads(blob(idx.dir, idx.digest))["manifests"]:
@@ -60,7 +60,8 @@ class CopyCli(E2ETest):
         self.assertEqual(p.returncode, 1)
         self.assertIn("no index.json", p.stderr)
         # A layer file altered after the layout was written: refused, and the tag never appears.
-        layer = json.loads(open(os.path.join(img.dir, "blobs", "sha256", img.digest.split(":")[1])).read())["layers"][0]
+        with open(os.path.join(img.dir, "blobs", "sha256", img.digest.split(":")[1])) as f:
+            layer = json.load(f)["layers"][0]
         path = os.path.join(img.dir, "blobs", "sha256", layer["digest"].split(":")[1])
         with open(path, "r+b") as f:
             f.seek(layer["size"] // 2)

@@ -168,12 +168,15 @@ class LivePrometheusTest(E2ETest):
         b = self.registry("dst", A_ID, "us-west-2")
         c = self.registry("denied", B_ID, "eu-west-1")  # another account, no policy
         self.cluster.apply("---\n".join([a.resource(poll="1s"), b.resource(), c.resource()]))
-        self.cluster.apply(replication_config("a", a, [b, c]))
         metrics_port = free_port()
         self.start_prometheus(f"127.0.0.1:{metrics_port}")
         self.cluster.start_operator(metrics_port=metrics_port)
         wait_until(lambda: self.query('up{job="ferry"} == 1'), 30, what="Prometheus scraping Ferry")
-        time.sleep(2)  # a few scrapes before the push: rates over it have a start
+        time.sleep(2)  # a few scrapes before anything happens: rates over it have a start
+        # Applied now, the configuration is reconciled while Prometheus watches (work-queue wait).
+        self.cluster.apply(replication_config("a", a, [b, c]))
+        wait_until(lambda: self.cluster.get("replicationconfig", "a").get("status", {}).get("effectiveSince"), 20,
+                   what="the configuration in effect")
         self.image(seed="scraped", layer_bytes=256 * 1024).push(a, "prod/app")
 
         def finished():
@@ -197,7 +200,7 @@ class LivePrometheusTest(E2ETest):
         empty = [(title, expr) for title, expr in dashboard_queries() if not has_data(expr)]
         self.assertEqual(empty, [], "dashboard queries without data")
         # The series a user looks at first say what happened.
-        failed = self.query('sum by (destination, failure_code) (ferry_replications_total{result="FAILED"})')
+        failed = self.query('sum by (destination, failure_code) (ferry_replications_total{result="FAILED"}) > 0')
         self.assertEqual([(s["metric"]["destination"], s["metric"]["failure_code"], s["value"][1]) for s in failed],
                          [("denied", "DESTINATION_REGISTRY_ACCESS_DENIED", "1")])
         self.assertEqual(self.query('ferry_replications_total{destination="dst",result="COMPLETE"}')[0]["value"][1], "1")
