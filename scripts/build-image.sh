@@ -57,13 +57,18 @@ chmod 1777 "$rootfs/tmp"
 install -m 0755 "$ferry" "$rootfs/usr/local/bin/ferry"
 strip "$rootfs/usr/local/bin/ferry" 2>/dev/null || true
 # Every shared library the binary loads, at the path the dynamic loader finds it (plus the loader).
-ldd "$ferry" | awk '/=> \//{print $3} /^\s*\/.*ld-linux/{print $1}' | sort -u | while read -r lib; do
-  mkdir -p "$rootfs$(dirname "$lib")"
-  cp -L "$lib" "$rootfs$lib"
-done
-# Debian keeps /lib as a link to usr/lib: the loader's path must exist in the image too.
+# Debian 12 merges /usr: /lib and /lib64 are links to usr/lib and usr/lib64, kept as links here,
+# so that the loader's path (/lib64/ld-linux-x86-64.so.2) and every library path ldd prints resolve.
 for d in lib lib64; do
-  if [ -L "/$d" ] && [ ! -e "$rootfs/$d" ]; then ln -s "$(readlink "/$d")" "$rootfs/$d"; fi
+  if [ -L "/$d" ]; then
+    mkdir -p "$rootfs/$(readlink "/$d")"
+    ln -s "$(readlink "/$d")" "$rootfs/$d"
+  fi
+done
+ldd "$ferry" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u | while read -r lib; do
+  real=$(readlink -f "$(dirname "$lib")")/$(basename "$lib")   # through the /lib links
+  mkdir -p "$rootfs$(dirname "$real")"
+  cp -L "$lib" "$rootfs$real"
 done
 cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$rootfs/etc/passwd"

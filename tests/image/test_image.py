@@ -5,6 +5,7 @@ image's non-root user: `ferry --version` and `ferry validate` work with nothing 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import unittest
@@ -23,9 +24,9 @@ BAD = GOOD.replace('"111111111111"', '"12"')
 
 class ImageBuildTest(E2ETest):
     def chroot(self, rootfs, *args):
-        cmd = ["chroot", "--userspec=65532:65532", str(rootfs), *args]
+        cmd = [shutil.which("chroot"), "--userspec=65532:65532", str(rootfs), *args]
         if os.geteuid() != 0:
-            cmd = ["unshare", "--map-root-user", *cmd]  # a user namespace: chroot without root
+            cmd = [shutil.which("unshare"), "--map-root-user", *cmd]  # a user namespace: chroot without root
         return subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/local/bin"})
 
     def test_image_is_pushed_by_ferry_copy_and_runs_from_its_unpacked_rootfs(self):
@@ -36,7 +37,7 @@ class ImageBuildTest(E2ETest):
         self.assertIn(f"build-image: {layout}:test", out)
         index = json.loads(pathlib.Path(layout, "index.json").read_text())
         (top,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "test"]
-        manifest = pathlib.Path(layout, "blobs", "sha256", top["digest"].split(":")[1]).read_text()
+        manifest = pathlib.Path(layout, "blobs", "sha256", top["digest"].split(":")[1]).read_bytes()
         # The registry holds the layout's manifest byte for byte (ferry copy printed its digest).
         self.assertIn(f"{reg.host}/ferry@{top['digest']}", out)
         self.assertEqual(reg.manifest("ferry", "test"), manifest)
