@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   std::vector<CLI::App*> commands = {
       ferry::cli::add_validate(app, action), ferry::cli::add_copy(app, action), ferry::cli::add_run(app, action),
       ferry::cli::add_status(app, action), ferry::cli::add_retry(app, action), ferry::cli::add_operator(app, action)};
+  // Before the command (`ferry --log-level debug run`) as after it (`ferry run --log-level debug`).
+  ferry::cli::add_log_flags(app, log_flags);
   for (auto* cmd : commands) ferry::cli::add_log_flags(*cmd, log_flags);
 
   auto* version = app.add_subcommand("version", "Print the version");

@@ -208,6 +208,16 @@ class Levels(unittest.TestCase):
                     self.assertEqual(p.returncode, 2, p.stderr)
                     self.assertIn(f"ferry {cmd[0]}: --log-level bogus: unknown level; use one of {LEVELS}", p.stderr)
 
+    def test_flags_before_the_command_work_too(self):
+        """`ferry --log-level debug copy ...` as `ferry copy --log-level debug ...` (kubectl's habit)."""
+        p = ferry("--log-level", "debug", "--log-format=json", "copy", "127.0.0.1:1/a:b", "127.0.0.1:1/c:d")
+        self.assertNotEqual(p.returncode, 0)
+        events = [json.loads(l) for l in p.stderr.splitlines() if l.startswith("{")]
+        self.assertTrue(any(e["level"] == "debug" for e in events), p.stderr)
+        p = ferry("--log-level", "bogus", "validate", "-f", "/nonexistent")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(f"--log-level bogus: unknown level; use one of {LEVELS}", p.stderr)
+
     def test_unknown_format_is_exit_2(self):
         p = ferry("validate", "--log-format", "xml", "-f", "/nonexistent")
         self.assertEqual(p.returncode, 2)
