@@ -388,7 +388,8 @@ def minimum_requests(reg, fleet):
     registries: per image one manifest GET (source), one HEAD per blob at the destination and one
     manifest PUT; per blob the first time it is copied an upload (a source blob GET, then POST and
     PUT at the destination: Distribution has no single-request upload), and per later repository
-    that needs it one cross-repository mount (one POST)."""
+    that needs it one cross-repository mount (one POST). This is SPEC §5's formula; a client that
+    remembers what it pushed in the same run can skip some of those HEADs and land below it."""
     total, seen, in_repo = 0, set(), set()
     for repo, tag in fleet:
         m = json.loads(reg.manifest(repo, tag)[2])
