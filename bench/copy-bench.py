@@ -456,9 +456,10 @@ def report(bench, kind):
             for t, lim in (("skopeo", 3), ("crane", 1)):
                 rows.append((w, t, entry[t], entry[t] / f, f"{t}/ferry >= {lim}", entry[t] >= lim * f))
         doc["workloads"][w] = entry
-    print(f"\n{doc['registry']}: {a.rounds} round(s), medians in seconds, {CORES} CPUs, loopback "
-          f"(W1 {a.big_mib} MiB; W2 {a.fleet_images} images/{a.fleet_repos} repos, {a.base_mib} MiB base + "
-          f"{a.unique_kib} KiB; W3 4 platforms x {a.index_layer_mib} MiB)")
+    sizes = {"W1": f"W1 {a.big_mib} MiB", "W2": f"W2 {a.fleet_images} images/{a.fleet_repos} repos, {a.base_mib} MiB "
+             f"base + {a.unique_kib} KiB", "W3": f"W3 4 platforms x {a.index_layer_mib} MiB"}
+    print(f"\n{doc['registry']}: {a.rounds} round(s), medians in seconds, {CORES} CPUs, loopback, load average "
+          f"{os.getloadavg()[0]:.1f} ({'; '.join(sizes[w] for w in a.workloads)})")
     print(f"{'workload':<9}{'tool':<12}{'seconds':>9}{'peer/ferry':>12}  {'target':<40}{'met'}")
     for w, t, sec, ratio, target, ok in rows:
         print(f"{w:<9}{t:<12}{'' if sec is None else f'{sec:.3f}':>9}"
