@@ -216,6 +216,17 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
   const auto lane =
       backfill_of.contains(name) ? registry::Lane::Backfill : registry::Lane::Push;  // S21
   auto result = co_await copier_now->copy(from, to, write_repository_record, lane);
+  if (!result && write_tag && !result.error().at_source && result.error().code == "TAG_INVALID") {
+    // S13 when the destination decides it (ECR: the tag became immutable or was pushed between
+    // the check above and the write): its tag stays, the image goes over by digest. Everything
+    // but the top manifest is there already, so this is one more manifest PUT.
+    write_tag = false;
+    note = "the destination refused tag " + src.image_tag + " (TAG_INVALID: " +
+           result.error().message + "); image copied by digest without the tag";
+    to.tag.clear();
+    to.digest = src.image_digest;
+    result = co_await copier_now->copy(from, to, write_repository_record, lane);
+  }
   if (!result) {
     if (result.error().http_status == 401 ||
         result.error().kind == registry::ErrorKind::Unauthorized) {

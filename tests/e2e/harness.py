@@ -515,7 +515,7 @@ class E2ETest(unittest.TestCase):
         self.ferry.write("regs.yaml", self.a.resource() + "---\n" + self.b.resource())
         self.ferry.write("config.yaml", replication_config("a", self.a, [self.b]))
 
-    def slow_endpoint(self, registry, delay_ms=40, request_log=None, name="proxy"):
+    def slow_endpoint(self, registry, delay_ms=40, request_log=None, name="proxy", extra=()):
         """An endpoint URL for `registry` through tests/support/fault_proxy.py, which sleeps
         `delay_ms` per 64 KiB of body: copies from it stay in flight long enough to act on.
         With `request_log` (a path), the proxy appends "START END METHOD PATH" per request."""
@@ -523,6 +523,7 @@ class E2ETest(unittest.TestCase):
                 registry.host, "--delay-ms", str(delay_ms)]
         if request_log:
             args += ["--request-log", request_log]
+        args += list(extra)  # more fault_proxy.py flags
         proxy = self.process(args, name + ".log")
 
         def port():

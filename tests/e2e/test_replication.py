@@ -450,6 +450,28 @@ def creation_template(name, dest, prefix, mutability="MUTABLE", exclusions=(), e
     return out + extra
 
 
+class DestinationRefusesTag(E2ETest):
+    def test_s13_a_tag_the_destination_refuses_as_immutable_goes_over_by_digest(self):
+        """ECR answers a manifest PUT over an immutable tag with 400 TAG_INVALID, also when the
+        tag became immutable (or was pushed) after Ferry looked: the image then goes over by
+        digest, the destination's tag stays, and the record says why (S13)."""
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        guarded = self.slow_endpoint(b, delay_ms=0, name="immutable", extra=["--immutable-tags"])
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource(endpoint=guarded))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        img = self.image(seed="refused-tag")
+        img.push(a, "prod/app")
+        st = self.ferry.wait_status("prod/app", "v1", expected=1)[(A_ID, "us-west-2")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertFalse(st.get("tagged"), st)
+        self.assertIn("the destination refused tag v1", st["message"])
+        self.assertIn("TAG_INVALID", st["message"])
+        self.assertEqual(b.manifest("prod/app", img.digest), a.manifest("prod/app", "v1"))
+        self.assertIsNone(b.manifest("prod/app", "v1"), "the tag was never written")
+
+
 class CreationTemplates(E2ETest):
     """S16: the repositories replication creates take the settings of the template with the longest
     prefix covering their name, ROOT last; existing repositories keep theirs."""

@@ -10,6 +10,8 @@ and injects the faults it was told to:
   --request-log FILE       appends "START END METHOD PATH" (Unix seconds) per forwarded request
   --corrupt-blobs          blob GET bodies have one byte flipped (same length)
   --huge-manifest          manifest GETs answered with a 5 MiB body
+  --immutable-tags         manifest PUTs by tag answered 400 TAG_INVALID (ECR's answer when an
+                           immutable tag already exists); PUTs by digest go through
   --redirect-blobs USER:PASS  blob GETs answered with 307 to http://localhost:PORT/...?redirected=1
                            (like object storage); a redirected request that carries an
                            Authorization header is refused with 400, otherwise it is
@@ -36,6 +38,7 @@ def main():
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--corrupt-blobs", action="store_true")
     p.add_argument("--huge-manifest", action="store_true")
+    p.add_argument("--immutable-tags", action="store_true")
     p.add_argument("--redirect-blobs")
     p.add_argument("--request-log")
     a = p.parse_args()
@@ -76,6 +79,20 @@ def main():
                 self.send_response(a.fail_status)
                 if a.retry_after:
                     self.send_header("Retry-After", a.retry_after)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if (a.immutable_tags and self.command == "PUT" and "/manifests/" in self.path
+                    and not self.path.rsplit("/", 1)[1].startswith("sha256:")):
+                left = length
+                while left > 0:
+                    left -= len(self.rfile.read(min(left, CHUNK)))
+                tag = self.path.rsplit("/", 1)[1]
+                body = ('{"errors":[{"code":"TAG_INVALID","message":"The image tag \'%s\' already exists and '
+                        'cannot be overwritten because the tag is immutable."}]}' % tag).encode()
+                self.send_response(400)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
