@@ -13,6 +13,15 @@ std::string Error::to_string() const {
   if (http_status) out += (code.empty() ? "HTTP " : " (") + std::to_string(http_status) + (code.empty() ? "" : ")");
   if ((!code.empty() || http_status) && !message.empty()) out += ": ";
   out += message;
+  // What to change, for the errors only the user can fix.
+  const std::string action = (service == "ecr" ? "ecr:" : service == "sqs" ? "sqs:" : service + ":") + operation;
+  if ((code == "AccessDeniedException" || code == "AccessDenied") && !operation.empty()) {
+    out += " — the IAM identity Ferry uses needs " + action +
+           " on this resource (docs/registries.md lists the policy for each side)";
+  } else if (code.starts_with("Kms") || code.starts_with("KMS")) {
+    out += " — check that the KMS key exists, is enabled and its key policy lets Ferry's identity use it"
+           " (kms:DescribeKey, kms:CreateGrant, kms:GenerateDataKey, kms:Decrypt)";
+  }
   return out;
 }
 

@@ -61,9 +61,27 @@ TEST(Sts, ErrorsNameCodeAndMessage) {
   EXPECT_EQ(e.code, "AccessDenied");
   EXPECT_EQ(e.message, "User: x is not authorized <here>");
   EXPECT_FALSE(e.retryable);
-  EXPECT_EQ(e.to_string(), "sts AssumeRole: AccessDenied (403): User: x is not authorized <here>");
+  EXPECT_EQ(e.to_string(),
+            "sts AssumeRole: AccessDenied (403): User: x is not authorized <here> — the IAM identity Ferry uses "
+            "needs sts:AssumeRole on this resource (docs/registries.md lists the policy for each side)");
   EXPECT_TRUE(parse_sts_error("<Error><Code>Throttling</Code></Error>", 400, "AssumeRole").retryable);
   EXPECT_TRUE(parse_sts_error("", 503, "AssumeRole").retryable);
+}
+
+TEST(Errors, AccessDeniedAndKmsSayWhatToChange) {
+  Error denied{.kind = ErrorKind::Service, .service = "ecr", .operation = "CreateRepository",
+               .code = "AccessDeniedException", .message = "User: arn:aws:iam::1:role/ferry is not authorized",
+               .http_status = 400};
+  EXPECT_EQ(denied.to_string(),
+            "ecr CreateRepository: AccessDeniedException (400): User: arn:aws:iam::1:role/ferry is not authorized — "
+            "the IAM identity Ferry uses needs ecr:CreateRepository on this resource (docs/registries.md lists the "
+            "policy for each side)");
+  Error kms{.kind = ErrorKind::Service, .service = "ecr", .operation = "CreateRepository",
+            .code = "KmsException", .message = "key disabled", .http_status = 400};
+  EXPECT_NE(kms.to_string().find("check that the KMS key exists, is enabled and its key policy"), std::string::npos);
+  Error other{.kind = ErrorKind::Service, .service = "ecr", .operation = "DescribeImages",
+              .code = "RepositoryNotFoundException", .message = "no such repository", .http_status = 400};
+  EXPECT_EQ(other.to_string(), "ecr DescribeImages: RepositoryNotFoundException (400): no such repository");
 }
 
 TEST(Iso8601, Forms) {
