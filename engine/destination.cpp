@@ -114,9 +114,9 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
   for (const auto& k : {src_key, dest}) {
     auto ready = co_await ecr_ready(k);
     if (!ready) {
-      co_await retry_or_fail(
-          name, dest,
-          {"ECR registry " + key_text(k) + ": " + ready.error().text, ready.error().transient});
+      // Named first: GCC 12 destroys temporaries built inside a co_await expression twice.
+      Failure why{"ECR registry " + key_text(k) + ": " + ready.error().text, ready.error().transient};
+      co_await retry_or_fail(name, dest, std::move(why));
       co_return;
     }
   }
@@ -128,9 +128,9 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
   if (dest_ecr) {
     auto d = co_await ecr_destination(dest, src);
     if (!d) {
-      co_await retry_or_fail(
-          name, dest,
-          {"ECR registry " + key_text(dest) + ": " + d.error().text, d.error().transient});
+      // Named first: GCC 12 destroys temporaries built inside a co_await expression twice.
+      Failure why{"ECR registry " + key_text(dest) + ": " + d.error().text, d.error().transient};
+      co_await retry_or_fail(name, dest, std::move(why));
       co_return;
     }
     if (!d->denied_code.empty()) {
@@ -243,10 +243,15 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
   if (record_repository) {
     write_repository_record();  // the write during the copy failed: once more
     if (record_repository) {
-      co_await retry_or_fail(
-          name, dest,
-          Failure{"cannot record repository " + src.repository_name + ": " + record_error});
-      co_return;
+      // The repository exists now (the copy created it): its record is written as soon as the
+      // store takes it, without copying the image again.
+      auto repo =
+          model::new_replicated_repository(dest, src.repository_name, src_key, now_text(),
+                                           index.creation_template(dest, src.repository_name));
+      reconcilers::replicated_repository_conditions(repo, repo.status.created_at);
+      const std::string record_name = repo.metadata.name;
+      unsaved_repositories[record_name] = std::move(repo);
+      once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
     }
   }
   finish(name, dest, model::kComplete, "", note, write_tag || src.image_tag.empty());

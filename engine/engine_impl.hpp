@@ -230,6 +230,11 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   const model::Repository* repository_settings(const RegistryKey& dest,
                                                const std::string& repo) const;
   void save_record(const model::ImageReplication& rec);
+  // Writes that failed, tried again every second (save_unsaved) without repeating the copies.
+  std::set<std::string> unsaved_records;
+  std::map<std::string, model::Repository> unsaved_repositories;  // by record name
+  bool unsaved_armed = false;
+  void save_unsaved();
   void finish(const std::string& name, const RegistryKey& dest, std::string_view status,
               std::string failure_code, std::string message, bool tagged);
   asio::awaitable<registry::Result<bool>> repository_exists(registry::Copier& c, const Endpoint& ep,

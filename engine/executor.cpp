@@ -121,14 +121,47 @@ model::ReplicationStatus* ReplicationEngine::Impl::status_of(model::ImageReplica
 const model::Repository* ReplicationEngine::Impl::repository_settings(
     const RegistryKey& dest, const std::string& repo) const {
   if (const auto* user = index.repository(dest, repo)) return user;
-  auto it = created_repositories.find(model::repository_record_name(dest, repo));
-  return it == created_repositories.end() ? nullptr : &it->second;
+  const auto name = model::repository_record_name(dest, repo);
+  if (auto it = created_repositories.find(name); it != created_repositories.end()) return &it->second;
+  auto pending = unsaved_repositories.find(name);  // created, its record not written yet
+  return pending == unsaved_repositories.end() ? nullptr : &pending->second;
 }
 
 void ReplicationEngine::Impl::save_record(const model::ImageReplication& rec) {
   if (auto w = state.save(rec); !w) {
-    spdlog::error("msg=\"cannot persist record\" record={} error=\"{}\"", rec.metadata.name,
-                  w.error());
+    spdlog::error("msg=\"cannot persist record; written again every second until it is\" record={} error=\"{}\"",
+                  rec.metadata.name, w.error());
+    unsaved_records.insert(rec.metadata.name);
+    once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
+  } else {
+    unsaved_records.erase(rec.metadata.name);
+  }
+}
+
+// Records whose last write failed (the API server away, a full disk): the copy they describe is
+// done and is not repeated; only the write is, until it succeeds.
+void ReplicationEngine::Impl::save_unsaved() {
+  for (auto it = unsaved_records.begin(); it != unsaved_records.end();) {
+    auto rec = records.find(*it);
+    if (rec == records.end() || state.save(rec->second)) {
+      it = unsaved_records.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = unsaved_repositories.begin(); it != unsaved_repositories.end();) {
+    if (state.save(it->second)) {
+      spdlog::info("msg=\"repository recorded\" record={}", it->first);
+      created_repositories[it->first] = std::move(it->second);
+      it = unsaved_repositories.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!unsaved_records.empty() || !unsaved_repositories.empty()) {
+    once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
+  } else {
+    spdlog::info("msg=\"every record written again\"");
   }
 }
 

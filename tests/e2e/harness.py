@@ -485,6 +485,9 @@ class E2ETest(unittest.TestCase):
                 sys.stderr.write("\n--- ferry log ---\n" + self.ferry.process.output()[-6000:])
         for p in self._procs:
             p.stop()
+        if os.environ.get("FERRY_KEEP_WORKDIR"):  # debugging: the logs stay
+            sys.stderr.write(f"\nwork dir kept: {self.workdir}\n")
+            return
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _outcome_failed(self):

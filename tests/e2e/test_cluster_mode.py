@@ -326,6 +326,50 @@ class ClusterDurability(ClusterModeTest):
         self.assertEqual(len(self.records()), 1)
 
 
+class ClusterApiOutage(ClusterModeTest):
+    def test_api_server_unreachable_for_a_minute_mid_copy_loses_and_repeats_nothing(self):
+        """SPEC §6: the API server unreachable for 60 s while a copy is in flight and a second push
+        arrives. The copy finishes meanwhile; its record is written once the server is back; the
+        push made during the outage is refused (503, the registry keeps it) and replicated after;
+        no image is copied twice (one manifest PUT per image at the destination)."""
+        proxy = self.cluster.control_plane.proxy()
+        self.addCleanup(proxy.stop)
+        cp = self.cluster.control_plane
+        proxied = cp.write_kubeconfig(os.path.join(self.workdir, "proxied.kubeconfig"),
+                                      f"https://127.0.0.1:{proxy.port}", cert=(cp.admin_crt, cp.admin_key))
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        log = os.path.join(self.workdir, "b-requests.log")
+        self.apply(a.resource() + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=60, request_log=log)))
+        self.apply(replication_config("a", a, [b]))
+        self.start_operator(kubeconfig=proxied)
+        self.image(seed="outage-1", tag="v1", layer_bytes=6 << 20).push(a, "app")
+
+        def in_flight():
+            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
+                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
+        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        proxy.block()
+        outage = time.monotonic()
+        self.image(seed="outage-2", tag="v2").push(a, "app")
+        wait_until(lambda: b.manifest("app", "v1"), 30, what="the copy in flight finishing during the outage")
+        wait_until(lambda: "cannot record push" in self.operator.output(), 30,
+                   what="the push during the outage refused")
+        time.sleep(max(0.0, 60 - (time.monotonic() - outage)))
+        proxy.unblock()
+        self.assertTrue(self.operator.alive(), "the operator survives the outage")
+        _, st1 = self.wait_record("app", "v1", expected=1, timeout=60)
+        _, st2 = self.wait_record("app", "v2", expected=1, timeout=60)
+        self.assertEqual(st1[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(st2[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("app", "v2"), a.manifest("app", "v2"))
+        self.assertEqual(sorted(r["spec"]["source"]["imageTag"] for r in self.records()), ["v1", "v2"])
+        time.sleep(2)  # a copy started again would show by now
+        with open(log) as f:
+            puts = [line.split()[3] for line in f if line.split()[2] == "PUT" and "/manifests/" in line]
+        self.assertEqual(sorted(puts), ["/v2/app/manifests/v1", "/v2/app/manifests/v2"], "an image copied twice")
+
+
 class ClusterStateReads(ClusterModeTest):
     def test_unreadable_effective_times_at_start_move_nothing_and_lose_no_push(self):
         """SPEC §6: a failed read is never taken for "absent". The operator restarts as a
