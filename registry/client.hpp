@@ -4,6 +4,9 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -142,5 +145,24 @@ class RegistryClient {
 
 std::string pull_scope(const std::string& repository);
 std::string push_scope(const std::string& repository);
+
+// For callers without an event loop (the CLI): runs `work(client)`, a coroutine on a client for
+// `config`, to completion on a private io_context and returns its result.
+template <class Work>
+auto run_with_client(const RegistryConfig& config, Work work)
+    -> typename decltype(work(std::declval<RegistryClient&>()))::value_type {
+  using T = typename decltype(work(std::declval<RegistryClient&>()))::value_type;
+  boost::asio::io_context ioc;
+  RegistryClient client(ioc.get_executor(), config);
+  std::optional<T> out;
+  std::exception_ptr error;
+  boost::asio::co_spawn(ioc, work(client), [&](std::exception_ptr e, T r) {
+    error = e;
+    out = std::move(r);
+  });
+  ioc.run();
+  if (error) std::rethrow_exception(error);
+  return std::move(*out);
+}
 
 }  // namespace ferry::registry

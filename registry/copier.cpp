@@ -569,17 +569,7 @@ std::vector<Result<CopyResult>> run_copies(std::vector<CopyJob> jobs, ConfigReso
 }
 
 Result<std::vector<std::string>> list_tags(const RegistryConfig& config, const std::string& repository) {
-  asio::io_context ioc;
-  RegistryClient client(ioc.get_executor(), config);
-  std::optional<Result<std::vector<std::string>>> out;
-  std::exception_ptr error;
-  asio::co_spawn(ioc, client.tags(repository), [&](std::exception_ptr e, Result<std::vector<std::string>> r) {
-    error = e;
-    out = std::move(r);
-  });
-  ioc.run();
-  if (error) std::rethrow_exception(error);
-  return std::move(*out);
+  return run_with_client(config, [&](RegistryClient& client) { return client.tags(repository); });
 }
 
 }  // namespace ferry::registry

@@ -1,7 +1,5 @@
 #include "registry/oci_layout.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
@@ -15,7 +13,6 @@ namespace ferry::registry {
 
 namespace {
 
-namespace asio = boost::asio;
 namespace fs = std::filesystem;
 
 std::unexpected<Error> layout_error(const LayoutReference& src, ErrorKind kind, std::string why) {
@@ -196,18 +193,11 @@ std::optional<LayoutReference> parse_layout_reference(std::string_view text) {
 
 Result<CopyResult> push_layout(const LayoutReference& source, const Reference& destination,
                                const RegistryConfig& config, const CopyOptions& options, CopyStats& stats) {
-  asio::io_context ioc;
-  RegistryClient client(ioc.get_executor(), config);
-  LayoutPush push(source, client, destination, options, stats);
-  std::optional<Result<CopyResult>> out;
-  std::exception_ptr error;
-  asio::co_spawn(ioc, push.run(), [&](std::exception_ptr e, Result<CopyResult> r) {
-    error = e;
-    out = std::move(r);
+  std::optional<LayoutPush> push;  // lives as long as the client, across the whole run
+  return run_with_client(config, [&](RegistryClient& client) {
+    push.emplace(source, client, destination, options, stats);
+    return push->run();
   });
-  ioc.run();
-  if (error) std::rethrow_exception(error);
-  return std::move(*out);
 }
 
 }  // namespace ferry::registry
