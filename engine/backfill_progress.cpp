@@ -141,13 +141,20 @@ void ReplicationEngine::Impl::persist_backfill(BackfillRun& run) {
                  {"startedAt", run.status.started_at}, {"completedAt", run.status.completed_at},
                  {"message", run.status.message},      {"listed", run.listed},
                  {"items", std::move(items)}};
-  if (auto w = state.save_state(backfill_state_key(run.object.metadata.name), o); !w) {
-    spdlog::error("msg=\"cannot persist backfill progress\" backfill={} error=\"{}\"",
-                  run.object.metadata.name, w.error());
-    return;
-  }
-  run.dirty = false;
-  report_backfill(run);
+  run.dirty = false;  // set again if this write fails
+  const std::string key = backfill_state_key(run.object.metadata.name);
+  writer.submit("state/" + key, [store = &state, key, o = std::move(o)] { return store->save_state(key, o); },
+                [self = shared_from_this(), name = run.object.metadata.name](const StoreWriter::Result& w) {
+                  auto* r = self->find_backfill(name);
+                  if (!r) return;
+                  if (!w) {
+                    spdlog::error("msg=\"cannot persist backfill progress\" backfill={} error=\"{}\"", name,
+                                  w.error());
+                    r->dirty = true;
+                    return;
+                  }
+                  self->report_backfill(*r);  // the status shows what is durable
+                });
 }
 
 void ReplicationEngine::Impl::report_backfill(BackfillRun& run) {

@@ -275,12 +275,17 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::submi
     push.tag = item.tag;
     push.timestamp = now_text();
     auto record = new_record(src, push, {dest});
-    if (auto w = state.save(record); !w)
-      co_return std::unexpected("cannot write the record: " + w.error());
+    // Named first: GCC 12 destroys temporaries built in a co_await's arguments twice.
+    const std::string lane = "ir/" + rec_name;
+    StoreWriter::Write write = [store = &state, record] { return store->save(record); };
+    auto w = co_await writer.write(lane, std::move(write));
+    if (!w) co_return std::unexpected("cannot write the record: " + w.error());
+    run = find_backfill(name);  // the backfill may have gone while the record was written
+    if (!run || i >= run->items.size()) co_return std::expected<void, std::string>{};
     spdlog::info(
         "msg=\"backfill image recorded\" backfill={} record={} repository={} digest={} tag={}",
         name, record.metadata.name, item.repository, item.digest, item.tag);
-    records.emplace(rec_name, std::move(record));
+    records.try_emplace(rec_name, std::move(record));
   }
   run->items[i].state = 'q';
   ++run->outstanding;

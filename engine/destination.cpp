@@ -181,28 +181,21 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
       if (record_repository) creating_repository.insert(work_key);
     }
   }
-  std::string record_error;
-  auto write_repository_record = [this, &record_repository, &record_error, dest, src, src_key] {
+  // Called by the copier once the destination repository exists (the first blob or manifest
+  // written created it): its record is written from then on, off the copy's path, and found by
+  // repository_settings() while the write is under way or tried again (S12).
+  auto write_repository_record = [this, &record_repository, dest, src, src_key] {
     if (!record_repository) return;
-    if (repository_settings(dest, src.repository_name)) {  // another copy recorded it meanwhile
-      record_repository = false;
-      return;
-    }
+    record_repository = false;
+    if (repository_settings(dest, src.repository_name)) return;  // another copy recorded it
     auto repo =
         model::new_replicated_repository(dest, src.repository_name, src_key, now_text(),
                                          index.creation_template(dest, src.repository_name));
     reconcilers::replicated_repository_conditions(repo, repo.status.created_at);
-    if (auto w = state.save(repo); !w) {
-      record_error = w.error();
-      spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"",
-                    key_text(dest), src.repository_name, record_error);
-      return;
-    }
     spdlog::info("msg=\"repository created\" registry={} repository={} record={} template={}",
                  key_text(dest), src.repository_name, repo.metadata.name,
                  repo.status.template_name.empty() ? "none" : repo.status.template_name);
-    created_repositories[repo.metadata.name] = std::move(repo);
-    record_repository = false;
+    save_repository(std::move(repo));
   };
 
   registry::Reference from{src_ep_v.host, src.repository_name, "", src.image_digest};
@@ -240,20 +233,7 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
     co_await retry_or_fail(name, dest, failure(result.error()));
     co_return;
   }
-  if (record_repository) {
-    write_repository_record();  // the write during the copy failed: once more
-    if (record_repository) {
-      // The repository exists now (the copy created it): its record is written as soon as the
-      // store takes it, without copying the image again.
-      auto repo =
-          model::new_replicated_repository(dest, src.repository_name, src_key, now_text(),
-                                           index.creation_template(dest, src.repository_name));
-      reconcilers::replicated_repository_conditions(repo, repo.status.created_at);
-      const std::string record_name = repo.metadata.name;
-      unsaved_repositories[record_name] = std::move(repo);
-      once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
-    }
-  }
+  write_repository_record();  // the copier had nothing to write: the repository exists now
   finish(name, dest, model::kComplete, "", note, write_tag || src.image_tag.empty());
 }
 

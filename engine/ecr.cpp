@@ -191,12 +191,7 @@ ReplicationEngine::Impl::ecr_destination(RegistryKey dest, model::ImageSource sr
   record.status.source_repository_name = repo;
   record.status.template_name = template_name;
   reconcilers::replicated_repository_conditions(record, record.status.created_at);
-  if (auto w = state.save(record); !w) {
-    spdlog::error("msg=\"cannot record repository\" registry={} repository={} error=\"{}\"",
-                  key_text(dest), repo, w.error());
-  } else {
-    created_repositories[record.metadata.name] = record;
-  }
+  save_repository(record);
   spdlog::info(
       "msg=\"repository created\" registry={} repository={} record={} template={} "
       "via=CreateRepository",

@@ -58,12 +58,15 @@ asio::awaitable<void> ReplicationEngine::Impl::take_ecr_event(RegistryKey reg, a
         "msg=\"ECR event of another registry dropped\" registry={} event_registry={}/{} "
         "message_id={}",
         key_text(reg), event->account, event->region, m.message_id);
-  } else if (auto recorded = handle_push(reg, event->push, "sqs"); !recorded) {
-    remove = false;
-    spdlog::error(
-        "msg=\"cannot record ECR push; the queue hands it out again\" registry={} repository={} "
-        "digest={} error=\"{}\"",
-        key_text(reg), event->push.repository, event->push.digest, recorded.error());
+  } else {
+    auto recorded = co_await handle_push(reg, event->push, "sqs");
+    if (!recorded) {
+      remove = false;
+      spdlog::error(
+          "msg=\"cannot record ECR push; the queue hands it out again\" registry={} repository={} "
+          "digest={} error=\"{}\"",
+          key_text(reg), event->push.repository, event->push.digest, recorded.error());
+    }
   }
   if (!remove) co_return;
   if (auto d = co_await e->sqs->delete_message(url, m.receipt_handle); !d) {

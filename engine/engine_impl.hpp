@@ -41,6 +41,7 @@
 #include "aws/sqs.hpp"
 #include "engine/metrics.hpp"
 #include "engine/replication_engine.hpp"
+#include "engine/store_writer.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/events.hpp"
 #include "reconcilers/model/replication.hpp"
@@ -199,16 +200,19 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   // A new ImageReplication with its first conditions (Reconciling: every destination IN_PROGRESS).
   model::ImageReplication new_record(const RegistryKey& src, const model::PushEvent& push,
                                      const std::vector<RegistryKey>& dests) const;
-  std::expected<void, std::string> handle_push(const RegistryKey& src, const model::PushEvent& push,
-                                               const char* via);
+  // Records one push (durable before it returns); an error: not recorded, the caller reports failure.
+  asio::awaitable<std::expected<void, std::string>> handle_push(RegistryKey src, model::PushEvent push,
+                                                                const char* via);
   std::optional<NotificationOutcome> authenticate_notification(
       const std::string& registry_name, const std::string& authorization) const;
-  NotificationOutcome on_notification(const std::string& registry_name,
-                                      const std::string& content_type,
-                                      const std::string& authorization, const std::string& body);
-  NotificationOutcome take_notification(const std::string& registry_name,
-                                        const std::string& content_type,
-                                        const std::string& authorization, const std::string& body);
+  asio::awaitable<NotificationOutcome> on_notification(std::string registry_name,
+                                                       std::string content_type,
+                                                       std::string authorization, std::string body);
+  // Called from on_notification's frame, which owns the arguments.
+  asio::awaitable<NotificationOutcome> take_notification(const std::string& registry_name,
+                                                         const std::string& content_type,
+                                                         const std::string& authorization,
+                                                         const std::string& body);
   void count_notification(const std::string& registry_name, int status) const;
 
   // ---- executor.cpp, destination.cpp ---------------------------------------------
@@ -229,7 +233,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   model::ReplicationStatus* status_of(model::ImageReplication& rec, const RegistryKey& dest);
   const model::Repository* repository_settings(const RegistryKey& dest,
                                                const std::string& repo) const;
+  // Writes through `writer` (engine/store_writer.hpp): off the engine's thread in cluster mode,
+  // in order per object; a failed write is tried again every second (save_unsaved).
+  StoreWriter writer{io.get_executor(), opts.store_executor};
   void save_record(const model::ImageReplication& rec);
+  // A repository replication created: found by repository_settings() at once, its record written
+  // as soon as the store takes it (S12).
+  void save_repository(model::Repository repo);
   // Writes that failed, tried again every second (save_unsaved) without repeating the copies.
   std::set<std::string> unsaved_records;
   std::map<std::string, model::Repository> unsaved_repositories;  // by record name

@@ -128,40 +128,55 @@ const model::Repository* ReplicationEngine::Impl::repository_settings(
 }
 
 void ReplicationEngine::Impl::save_record(const model::ImageReplication& rec) {
-  if (auto w = state.save(rec); !w) {
-    spdlog::error("msg=\"cannot persist record; written again every second until it is\" record={} error=\"{}\"",
-                  rec.metadata.name, w.error());
-    unsaved_records.insert(rec.metadata.name);
-    once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
-  } else {
-    unsaved_records.erase(rec.metadata.name);
-  }
+  // The record as it is now; a newer version submitted before this one starts replaces it.
+  writer.submit("ir/" + rec.metadata.name, [store = &state, rec] { return store->save(rec); },
+                [self = shared_from_this(), name = rec.metadata.name](const StoreWriter::Result& w) {
+                  if (w) {
+                    self->unsaved_records.erase(name);
+                    return;
+                  }
+                  spdlog::error(
+                      "msg=\"cannot persist record; written again every second until it is\" "
+                      "record={} error=\"{}\"",
+                      name, w.error());
+                  self->unsaved_records.insert(name);
+                  self->once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
+                });
+}
+
+void ReplicationEngine::Impl::save_repository(model::Repository repo) {
+  const std::string name = repo.metadata.name;
+  unsaved_repositories[name] = repo;  // found by repository_settings() until it is written
+  writer.submit("repo/" + name, [store = &state, repo = std::move(repo)] { return store->save(repo); },
+                [self = shared_from_this(), name](const StoreWriter::Result& w) {
+                  auto it = self->unsaved_repositories.find(name);
+                  if (it == self->unsaved_repositories.end()) return;  // written by a later try
+                  if (!w) {
+                    spdlog::error("msg=\"cannot record repository; written again every second until it is\" "
+                                  "record={} error=\"{}\"",
+                                  name, w.error());
+                    self->once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
+                    return;
+                  }
+                  spdlog::info("msg=\"repository recorded\" record={}", name);
+                  self->created_repositories[name] = std::move(it->second);
+                  self->unsaved_repositories.erase(it);
+                });
 }
 
 // Records whose last write failed (the API server away, a full disk): the copy they describe is
 // done and is not repeated; only the write is, until it succeeds.
 void ReplicationEngine::Impl::save_unsaved() {
-  for (auto it = unsaved_records.begin(); it != unsaved_records.end();) {
-    auto rec = records.find(*it);
-    if (rec == records.end() || state.save(rec->second)) {
-      it = unsaved_records.erase(it);
+  for (const auto& name : std::vector<std::string>(unsaved_records.begin(), unsaved_records.end())) {
+    auto rec = records.find(name);
+    if (rec == records.end()) {
+      unsaved_records.erase(name);
     } else {
-      ++it;
+      save_record(rec->second);
     }
   }
-  for (auto it = unsaved_repositories.begin(); it != unsaved_repositories.end();) {
-    if (state.save(it->second)) {
-      spdlog::info("msg=\"repository recorded\" record={}", it->first);
-      created_repositories[it->first] = std::move(it->second);
-      it = unsaved_repositories.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (!unsaved_records.empty() || !unsaved_repositories.empty()) {
-    once_after(&Impl::unsaved_armed, std::chrono::seconds(1), &Impl::save_unsaved);
-  } else {
-    spdlog::info("msg=\"every record written again\"");
+  for (const auto& [name, repo] : std::map<std::string, model::Repository>(unsaved_repositories)) {
+    save_repository(repo);
   }
 }
 

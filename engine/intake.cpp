@@ -22,17 +22,16 @@ model::ImageReplication ReplicationEngine::Impl::new_record(const RegistryKey& s
 }
 
 // Records one push; an error means it was not recorded and the caller must report failure.
-std::expected<void, std::string> ReplicationEngine::Impl::handle_push(const RegistryKey& src,
-                                                                      const model::PushEvent& push,
-                                                                      const char* via) {
+asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::handle_push(
+    RegistryKey src, model::PushEvent push, const char* via) {
   if (is_self_write(src, push)) {
     pushes.Add({{"via", via}, {"outcome", "own_write"}}).Increment();
-    return {};
+    co_return std::expected<void, std::string>{};
   }
   if (!effective_loaded) {
     pushes.Add({{"via", via}, {"outcome", "state_unreadable"}}).Increment();
-    return std::unexpected(
-        "the effective times (S3) could not be read yet; the push is not recorded");
+    co_return std::unexpected(
+        std::string("the effective times (S3) could not be read yet; the push is not recorded"));
   }
   auto dests = model::destinations_for_push(index, src, push.repository, push.tag);
   const auto pushed = model::parse_rfc3339(push.timestamp);
@@ -51,15 +50,26 @@ std::expected<void, std::string> ReplicationEngine::Impl::handle_push(const Regi
   if (dests.empty()) {
     note_known(src, push.repository, push.tag, push.digest);
     pushes.Add({{"via", via}, {"outcome", "no_destination"}}).Increment();
-    return {};
+    co_return std::expected<void, std::string>{};
   }
   auto record = new_record(src, push, dests);
   if (records.contains(record.metadata.name)) {
     note_known(src, push.repository, push.tag, push.digest);
     pushes.Add({{"via", via}, {"outcome", "duplicate"}}).Increment();
-    return {};
+    co_return std::expected<void, std::string>{};
   }
-  if (auto w = state.save(record); !w) return std::unexpected(w.error());
+  // Durable before the registry hears 200 (S1); the engine's thread goes on meanwhile.
+  const std::string name = record.metadata.name;
+  // Named first: GCC 12 destroys temporaries built in a co_await's arguments twice.
+  const std::string lane = "ir/" + name;
+  StoreWriter::Write write = [store = &state, record] { return store->save(record); };
+  auto w = co_await writer.write(lane, std::move(write));
+  if (!w) co_return std::unexpected(w.error());
+  if (records.contains(name)) {  // the same push, recorded by a twin that was written first
+    note_known(src, push.repository, push.tag, push.digest);
+    pushes.Add({{"via", via}, {"outcome", "duplicate"}}).Increment();
+    co_return std::expected<void, std::string>{};
+  }
   note_known(src, push.repository, push.tag, push.digest);
   pushes.Add({{"via", via}, {"outcome", "replicating"}}).Increment();
   spdlog::info(
@@ -67,10 +77,9 @@ std::expected<void, std::string> ReplicationEngine::Impl::handle_push(const Regi
       "via={}",
       record.metadata.name, key_text(src), push.repository, push.digest, push.tag, dests.size(),
       via);
-  const std::string name = record.metadata.name;
   records.emplace(name, std::move(record));
   for (const auto& d : dests) enqueue(name, d);
-  return {};
+  co_return std::expected<void, std::string>{};
 }
 
 std::optional<NotificationOutcome> ReplicationEngine::Impl::authenticate_notification(
@@ -95,13 +104,11 @@ std::optional<NotificationOutcome> ReplicationEngine::Impl::authenticate_notific
   return std::nullopt;
 }
 
-NotificationOutcome ReplicationEngine::Impl::on_notification(const std::string& registry_name,
-                                                             const std::string& content_type,
-                                                             const std::string& authorization,
-                                                             const std::string& body) {
-  auto out = take_notification(registry_name, content_type, authorization, body);
+asio::awaitable<NotificationOutcome> ReplicationEngine::Impl::on_notification(
+    std::string registry_name, std::string content_type, std::string authorization, std::string body) {
+  auto out = co_await take_notification(registry_name, content_type, authorization, body);
   count_notification(registry_name, out.status);
-  return out;
+  co_return out;
 }
 
 // ferry_notifications_total{registry, code}: a name that is no Registry counts as "unknown", so
@@ -115,27 +122,29 @@ void ReplicationEngine::Impl::count_notification(const std::string& registry_nam
       .Increment();
 }
 
-NotificationOutcome ReplicationEngine::Impl::take_notification(const std::string& registry_name,
-                                                               const std::string& content_type,
-                                                               const std::string& authorization,
-                                                               const std::string& body) {
-  if (auto refused = authenticate_notification(registry_name, authorization)) return *refused;
+asio::awaitable<NotificationOutcome> ReplicationEngine::Impl::take_notification(
+    const std::string& registry_name, const std::string& content_type,
+    const std::string& authorization, const std::string& body) {
+  if (auto refused = authenticate_notification(registry_name, authorization)) co_return *refused;
   const model::Registry* reg = index.registry_named(registry_name);
   if (!model::is_notification_content_type(content_type)) {
-    return {415, "content type \"" + content_type +
-                     "\" is not application/vnd.docker.distribution.events.v1+json or v2+json"};
+    co_return NotificationOutcome{
+        415, "content type \"" + content_type +
+                 "\" is not application/vnd.docker.distribution.events.v1+json or v2+json"};
   }
   auto events = model::parse_notification(body);
-  if (!events) return {400, events.error()};
+  if (!events) co_return NotificationOutcome{400, events.error()};
   for (const auto& e : *events) {
-    if (auto r = handle_push(reg->key(), e, "notification"); !r) {
+    const RegistryKey source = reg->key();
+    auto r = co_await handle_push(source, e, "notification");
+    if (!r) {
       spdlog::error("msg=\"cannot record push\" registry={} repository={} digest={} error=\"{}\"",
                     registry_name, e.repository, e.digest, r.error());
-      return {503, "cannot record push: " + r.error()};
+      co_return NotificationOutcome{503, "cannot record push: " + r.error()};
     }
   }
   save_known_soon();
-  return {200, std::to_string(events->size()) + " manifest pushes"};
+  co_return NotificationOutcome{200, std::to_string(events->size()) + " manifest pushes"};
 }
 
 }  // namespace ferry::engine

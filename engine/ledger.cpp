@@ -68,9 +68,10 @@ void ReplicationEngine::Impl::update_effective_times() {
       for (const auto& [dst, since] : dests) d[dst] = since;
       o[src] = std::move(d);
     }
-    if (auto w = state.save_state("effective", o); !w) {
-      spdlog::error("msg=\"cannot persist effective times\" error=\"{}\"", w.error());
-    }
+    writer.submit("state/effective", [store = &state, o = std::move(o)] { return store->save_state("effective", o); },
+                  [](const StoreWriter::Result& w) {
+                    if (!w) spdlog::error("msg=\"cannot persist effective times\" error=\"{}\"", w.error());
+                  });
     if (opts.on_effective_change) opts.on_effective_change();
   }
 }
@@ -153,12 +154,14 @@ void ReplicationEngine::Impl::save_known(const RegistryKey& reg) {
     repos[repo] = std::move(t);
   }
   json::object o{{"baselined", kn->baselined}, {"repositories", std::move(repos)}};
-  if (auto w = state.save_state(known_state_key(reg), o); !w) {
-    spdlog::error("msg=\"cannot persist polling baseline\" registry={} error=\"{}\"", key_text(reg),
-                  w.error());
-    return;
-  }
-  kn->dirty = false;
+  kn->dirty = false;  // set again if this write fails
+  const std::string key = known_state_key(reg);
+  writer.submit("state/" + key, [store = &state, key, o = std::move(o)] { return store->save_state(key, o); },
+                [self = shared_from_this(), k = key_text(reg)](const StoreWriter::Result& w) {
+                  if (w) return;
+                  spdlog::error("msg=\"cannot persist polling baseline\" registry={} error=\"{}\"", k, w.error());
+                  if (auto it = self->known.find(k); it != self->known.end()) it->second.dirty = true;
+                });
 }
 
 void ReplicationEngine::Impl::save_known_soon() {

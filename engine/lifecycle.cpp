@@ -97,12 +97,16 @@ asio::awaitable<void> ReplicationEngine::Impl::sweep_loop() {
     }
     for (const auto& name : expired) {
       // Only Ferry's record goes; nothing in any registry is deleted (S10).
-      auto it = records.find(name);
-      if (it == records.end() || !state.remove_image_replication(name)) continue;
-      for (const auto& st : it->second.status.replication_statuses) {
-        self_writes.erase(self_write_key({st.registry_id, st.region}, it->second.spec.source));
-      }
-      records.erase(it);
+      writer.submit("ir/" + name, [store = &state, name] { return store->remove_image_replication(name); },
+                    [self = shared_from_this(), name](const StoreWriter::Result& w) {
+                      auto it = self->records.find(name);
+                      if (!w || it == self->records.end()) return;  // the next sweep tries again
+                      for (const auto& st : it->second.status.replication_statuses) {
+                        self->self_writes.erase(
+                            self_write_key({st.registry_id, st.region}, it->second.spec.source));
+                      }
+                      self->records.erase(it);
+                    });
     }
   }
 }

@@ -147,7 +147,8 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
     e.id = "poll-" + now;
     if (e.timestamp.empty()) e.timestamp = now;  // ECR's imagePushedAt where it has one
     ++new_pushes;
-    if (auto res = handle_push(reg, e, "poll"); !res) {
+    auto res = co_await handle_push(reg, e, "poll");
+    if (!res) {
       spdlog::error("msg=\"cannot record polled push\" registry={} repository={} error=\"{}\"",
                     key_text(reg), e.repository, res.error());
     }

@@ -99,7 +99,13 @@ asio::awaitable<void> ReplicationEngine::Impl::follow_referrers_of(RegistryKey s
     if (is_self_write(src_key, p) || has_record_for(src_key, p)) continue;
     auto record = new_record(src_key, p, dests);
     if (records.contains(record.metadata.name)) continue;
-    if (auto w = state.save(record); !w) {
+    // Named first: GCC 12 destroys temporaries built in a co_await's arguments twice.
+    const std::string lane = "ir/" + record.metadata.name;
+    StoreWriter::Write write = [store = &state, record] { return store->save(record); };
+    auto w = co_await writer.write(lane, std::move(write));
+    if (stopped) co_return;
+    if (records.contains(record.metadata.name)) continue;  // recorded meanwhile
+    if (!w) {
       // Looked for again when the subject is (polling) or when the referrer is pushed again.
       spdlog::error("msg=\"cannot record referrer\" record={} error=\"{}\"", record.metadata.name,
                     w.error());

@@ -28,6 +28,8 @@ void ReplicationEngine::stop() {
 
 std::size_t ReplicationEngine::running() const { return impl_->running; }
 
+std::size_t ReplicationEngine::pending_writes() const { return impl_->writer.pending(); }
+
 std::size_t ReplicationEngine::retry(const std::string& record, const std::string& requested_at) {
   return impl_->retry_now(record, requested_at);
 }
@@ -39,11 +41,13 @@ std::optional<NotificationOutcome> ReplicationEngine::authenticate_notification(
   return refused;
 }
 
-NotificationOutcome ReplicationEngine::on_notification(const std::string& registry_name,
-                                                       const std::string& content_type,
-                                                       const std::string& authorization,
-                                                       const std::string& body) {
-  return impl_->on_notification(registry_name, content_type, authorization, body);
+asio::awaitable<NotificationOutcome> ReplicationEngine::on_notification(std::string registry_name,
+                                                                        std::string content_type,
+                                                                        std::string authorization,
+                                                                        std::string body) {
+  auto self = impl_;  // alive until the write is answered, even if the engine goes meanwhile
+  co_return co_await self->on_notification(std::move(registry_name), std::move(content_type),
+                                           std::move(authorization), std::move(body));
 }
 
 std::map<std::string, model::ReplicationBackfillStatus> ReplicationEngine::backfills() const {

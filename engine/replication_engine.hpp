@@ -2,6 +2,8 @@
 // them with the copier, under ECR's semantics (SPEC §3). Cluster and standalone modes share it.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
@@ -38,6 +40,9 @@ struct EngineOptions {
   // Called on the engine's thread when a ReplicationBackfill's status changed (cluster mode
   // writes it to the object's status); the object carries the spec the engine works from.
   std::function<void(const model::ReplicationBackfill&)> on_backfill_status;
+  // Where record-store writes run when the store blocks on the network (cluster mode: a thread
+  // pool; the Kubernetes API is a round trip away). Empty: on the engine's thread (a local store).
+  boost::asio::any_io_executor store_executor;
 };
 
 struct NotificationOutcome {
@@ -67,6 +72,8 @@ class ReplicationEngine {
   void stop();
   // Destination copies running now (queued ones not counted).
   std::size_t running() const;
+  // Record-store writes queued or under way (a stop waits for them too).
+  std::size_t pending_writes() const;
   // `ferry retry` / the ferry.dev/retry annotation (S20): the record's FAILED destinations, and
   // those waiting to catch up, are tried again now, authorization decided anew. `requested_at`
   // is kept as status.lastHandledRetryAt; a request already handled does nothing. Returns the
@@ -79,9 +86,11 @@ class ReplicationEngine {
   std::optional<NotificationOutcome> authenticate_notification(
       const std::string& registry_name, const std::string& authorization) const;
   // POST /registry-events/{registryName}: records every push before answering 200.
-  NotificationOutcome on_notification(const std::string& registry_name,
-                                      const std::string& content_type,
-                                      const std::string& authorization, const std::string& body);
+  // The engine's thread stays free while the record is written.
+  boost::asio::awaitable<NotificationOutcome> on_notification(std::string registry_name,
+                                                              std::string content_type,
+                                                              std::string authorization,
+                                                              std::string body);
 
   std::vector<model::ImageReplication> records() const;
   // The status of every ReplicationBackfill the engine knows (S17), by name.

@@ -12,6 +12,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cctype>
 #include <csignal>
@@ -30,6 +32,7 @@
 #include "operator/commands.hpp"
 #include "operator/controllers.hpp"
 #include "operator/http_server.hpp"
+#include "operator/notification_route.hpp"
 #include "kube/api.hpp"
 #include "kube/client.hpp"
 #include "kube/config.hpp"
@@ -138,17 +141,22 @@ int run(Flags& f) {
   spdlog::info("msg=\"starting\" server={} context={} identity={} leader_elect={}", config->server,
                config->context, id, f.leader_elect);
 
-  // Two threads: `io` serves health, metrics and the webhook; `engine_io` runs the replication
-  // engine, its notification endpoint and its record writes (each blocks for an API round trip,
-  // so they never hold up a probe or an admission review).
+  // Two event loops: `io` serves health, metrics and the webhook; `engine_io` runs the replication
+  // engine and its notification endpoint. The engine's record writes go to `store_pool` (below).
   boost::asio::io_context io;
   boost::asio::io_context engine_io;
 
   // The replication engine, with its records in the API. It runs once this replica leads and the
   // informers have synced; until then notifications get 503 and the registry retries.
   store::KubeStore records(api, {f.state_namespace.empty() ? f.le_namespace : f.state_namespace});
-  engine_options.on_failed = [&api, &id](const model::ImageReplication& rec,
-                                         const model::ReplicationStatus& st) {
+  // The engine's record writes, Events and backfill statuses run here: each is an API round trip
+  // that must not stop the copies and the notification endpoint on the engine's thread.
+  boost::asio::thread_pool store_pool(4);
+  engine_options.store_executor = store_pool.get_executor();
+  auto backfill_writes = boost::asio::make_strand(store_pool);  // one backfill's statuses in order
+  engine_options.on_failed = [&api, &id, &store_pool](const model::ImageReplication& failed_record,
+                                                      const model::ReplicationStatus& failed_status) {
+    boost::asio::post(store_pool, [&api, &id, rec = failed_record, st = failed_status] {
     kube::EventSpec spec{"Warning", "ReplicationFailed", "Replicate",
                          "destination " + st.registry_id + "/" + st.region + ": " + st.failure_code +
                              ": " + st.message};
@@ -157,9 +165,10 @@ int run(Flags& f) {
     if (auto r = api.create(kube::events(), kube::namespace_of(ev), ev); !r) {
       spdlog::warn("msg=\"event not recorded\" record={} error=\"{}\"", rec.metadata.name, r.error().to_string());
     }
+    });
   };
   // A backfill's progress shows in its status (S17); each change of phase is an Event.
-  engine_options.on_backfill_status = [&api, &id](const model::ReplicationBackfill& b) {
+  auto write_backfill_status = [&api, &id](const model::ReplicationBackfill& b) {
     const std::string now = model::format_rfc3339(std::chrono::system_clock::now(), true);
     std::string old_phase;
     boost::json::value written;
@@ -201,6 +210,9 @@ int run(Flags& f) {
     if (auto r = api.create(kube::events(), kube::namespace_of(ev), ev); !r) {
       spdlog::warn("msg=\"event not recorded\" backfill={} error=\"{}\"", b.metadata.name, r.error().to_string());
     }
+  };
+  engine_options.on_backfill_status = [&backfill_writes, write_backfill_status](const model::ReplicationBackfill& b) {
+    boost::asio::post(backfill_writes, [write_backfill_status, b] { write_backfill_status(b); });
   };
   // New effective times show in the ReplicationConfigs' status.
   engine_options.on_effective_change = [&manager_ptr] {
@@ -290,41 +302,31 @@ int run(Flags& f) {
                    servers.back()->port());
     }
     if (auto addr = listen_address(f.events_addr)) {
-      events_server =
-          std::make_unique<operator_::HttpServer>(engine_io, *addr, [&](const operator_::HttpRequest& r) {
-            // Path and method were checked from the headers (below); leadership is checked again,
-            // since it can be lost while the body is read.
-            constexpr std::string_view kEvents = "/registry-events/";
-            if (!engine_running) {
-              return operator_::HttpResponse{503, "text/plain; charset=utf-8",
-                                             "not the leader, or starting; retry later\n"};
-            }
-            auto out = engine.on_notification(r.path.substr(kEvents.size()), r.content_type,
-                                              r.authorization, r.body);
-            if (out.status != 200) {
-              spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", r.path,
-                           out.status, out.message);
-            }
-            return operator_::HttpResponse{out.status, "text/plain; charset=utf-8", out.message + "\n"};
-          },
+      // The handler awaits the record write (on the store pool), so the engine's thread keeps
+      // copying meanwhile.
+      events_server = std::make_unique<operator_::HttpServer>(
+          engine_io, *addr,
+          operator_::HttpServer::AsyncHandler(
+              [&](const operator_::HttpRequest& r) -> boost::asio::awaitable<operator_::HttpResponse> {
+                // Path and method were checked from the headers (below); leadership is checked
+                // again, since it can be lost while the body is read.
+                if (!engine_running) {
+                  co_return operator_::HttpResponse{503, "text/plain; charset=utf-8",
+                                                    "not the leader, or starting; retry later\n"};
+                }
+                co_return co_await operator_::serve_notification(engine, r);
+              }),
           std::size_t{1} << 20, std::nullopt,
           // Decided from the headers, before the body is read (SPEC §6): a request without the
           // token is refused whatever its size.
           [&](const operator_::HttpRequest& r) -> std::optional<operator_::HttpResponse> {
-            constexpr std::string_view kEvents = "/registry-events/";
-            if (!r.path.starts_with(kEvents))
+            if (!operator_::is_notification(r))
               return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
-            if (r.method != "POST")
-              return operator_::HttpResponse{405, "text/plain; charset=utf-8", "use POST\n"};
-            if (!engine_running) {
+            if (!engine_running && r.method == "POST") {
               return operator_::HttpResponse{503, "text/plain; charset=utf-8",
                                              "not the leader, or starting; retry later\n"};
             }
-            auto out = engine.authenticate_notification(r.path.substr(kEvents.size()), r.authorization);
-            if (!out) return std::nullopt;
-            spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", r.path, out->status,
-                         out->message);
-            return operator_::HttpResponse{out->status, "text/plain; charset=utf-8", out->message + "\n"};
+            return operator_::check_notification(engine, r);
           });
       spdlog::info("msg=\"serving registry notifications\" address={}:{} path=/registry-events/{{registryName}}",
                    addr->substr(0, addr->rfind(':')), events_server->port());
@@ -431,7 +433,8 @@ int run(Flags& f) {
           engine_running = false;
           engine.stop();
           boost::asio::steady_timer t(engine_io);
-          while (!lost_lease && engine.running() > 0 && std::chrono::steady_clock::now() < deadline) {
+          while (!lost_lease && (engine.running() > 0 || engine.pending_writes() > 0) &&
+                 std::chrono::steady_clock::now() < deadline) {
             t.expires_after(std::chrono::milliseconds(50));
             co_await t.async_wait(boost::asio::use_awaitable);
           }

@@ -10,6 +10,7 @@
 
 #include "operator/commands.hpp"
 #include "operator/http_server.hpp"
+#include "operator/notification_route.hpp"
 #include "operator/logging.hpp"
 #include "operator/process_metrics.hpp"
 #include "reconcilers/model/parse.hpp"
@@ -85,39 +86,26 @@ int run(const RunFlags& f) {
   engine.set_resources(load(manifests));
   bool ready = false;
 
-  auto handler = [&](const operator_::HttpRequest& req) -> operator_::HttpResponse {
-    if (req.path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+  auto handler = [&](const operator_::HttpRequest& req) -> boost::asio::awaitable<operator_::HttpResponse> {
+    if (req.path == "/healthz") co_return operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
     if (req.path == "/readyz") {
-      return ready ? operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}
-                   : operator_::HttpResponse{503, "text/plain; charset=utf-8", "starting\n"};
+      co_return ready ? operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"}
+                      : operator_::HttpResponse{503, "text/plain; charset=utf-8", "starting\n"};
     }
     if (req.path == "/metrics") {
-      return {200, "text/plain; version=0.0.4; charset=utf-8", engine.metrics_text() + operator_::process_metrics_text()};
+      co_return operator_::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                                        engine.metrics_text() + operator_::process_metrics_text()};
     }
-    constexpr std::string_view kEvents = "/registry-events/";
-    if (req.path.starts_with(kEvents)) {  // POST only: header_check answers other methods
-      auto out = engine.on_notification(req.path.substr(kEvents.size()), req.content_type, req.authorization,
-                                        req.body);
-      if (out.status != 200) {
-        spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", req.path, out.status,
-                     out.message);
-      }
-      return {out.status, "text/plain; charset=utf-8", out.message + "\n"};
-    }
-    return {404, "text/plain; charset=utf-8", "not found: " + req.path + "\n"};
+    // POST only: header_check answers other methods.
+    if (operator_::is_notification(req)) co_return co_await operator_::serve_notification(engine, req);
+    co_return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + req.path + "\n"};
   };
   // Registry events are authenticated from the headers, before the body is read (SPEC §6).
-  auto header_check = [&](const operator_::HttpRequest& req) -> std::optional<operator_::HttpResponse> {
-    constexpr std::string_view kEvents = "/registry-events/";
-    if (!req.path.starts_with(kEvents)) return std::nullopt;
-    if (req.method != "POST") return operator_::HttpResponse{405, "text/plain; charset=utf-8", "use POST\n"};
-    auto out = engine.authenticate_notification(req.path.substr(kEvents.size()), req.authorization);
-    if (!out) return std::nullopt;
-    spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", req.path, out->status, out->message);
-    return operator_::HttpResponse{out->status, "text/plain; charset=utf-8", out->message + "\n"};
+  auto header_check = [&](const operator_::HttpRequest& req) {
+    return operator_::check_notification(engine, req);
   };
   try {
-    server = std::make_unique<operator_::HttpServer>(io, listen, handler, std::size_t{1} << 20, std::nullopt,
+    server = std::make_unique<operator_::HttpServer>(io, listen, operator_::HttpServer::AsyncHandler(handler), std::size_t{1} << 20, std::nullopt,
                                                      header_check);
   } catch (const std::exception& e) {
     std::cerr << "ferry run: " << e.what() << "\n";

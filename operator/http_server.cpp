@@ -52,14 +52,14 @@ HttpRequest to_request(http::request<http::string_body>& req) {
 }  // namespace
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  Impl(asio::io_context& io, Handler h, std::size_t max_body, HeaderCheck check)
+  Impl(asio::io_context& io, AsyncHandler h, std::size_t max_body, HeaderCheck check)
       : acceptor(io), handler(std::move(h)), header_check(std::move(check)), max_body_bytes(max_body) {}
 
   tcp::acceptor acceptor;
   std::optional<TlsFiles> tls_files;
   std::shared_ptr<ssl::context> tls;  // the pair in use; sessions keep theirs
   std::string tls_stamp;              // size and mtime of both files when `tls` was loaded
-  Handler handler;
+  AsyncHandler handler;
   HeaderCheck header_check;
   std::size_t max_body_bytes;
   std::set<std::shared_ptr<beast::tcp_stream>> connections;  // the TCP layer of each connection
@@ -229,7 +229,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       HttpRequest in = to_request(req);
       HttpResponse out;
       try {
-        out = handler(in);
+        out = co_await handler(in);
       } catch (const std::exception& e) {
         spdlog::error("msg=\"handler failed\" path={} error=\"{}\"", in.path, e.what());
         out = {500, "text/plain; charset=utf-8", "internal error\n"};
@@ -249,6 +249,15 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 };
 
 HttpServer::HttpServer(asio::io_context& io, const std::string& listen, Handler handler,
+                       std::size_t max_body_bytes, std::optional<TlsFiles> tls, HeaderCheck header_check)
+    : HttpServer(
+          io, listen,
+          AsyncHandler([h = std::move(handler)](const HttpRequest& r) -> asio::awaitable<HttpResponse> {
+            co_return h(r);
+          }),
+          max_body_bytes, std::move(tls), std::move(header_check)) {}
+
+HttpServer::HttpServer(asio::io_context& io, const std::string& listen, AsyncHandler handler,
                        std::size_t max_body_bytes, std::optional<TlsFiles> tls, HeaderCheck header_check)
     : impl_(std::make_shared<Impl>(io, std::move(handler), max_body_bytes, std::move(header_check))) {
   boost::system::error_code ec;

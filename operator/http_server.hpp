@@ -1,6 +1,7 @@
 // A small HTTP/1.1 server, plain or TLS, for Ferry's endpoints (health, metrics, registry events, webhook).
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <filesystem>
@@ -50,11 +51,17 @@ struct TlsFiles {
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  // A handler that awaits (a record written to the API server) without holding up the thread's
+  // other connections; the request lives until it is answered.
+  using AsyncHandler = std::function<boost::asio::awaitable<HttpResponse>(const HttpRequest&)>;
   using HeaderCheck = std::function<std::optional<HttpResponse>(const HttpRequest&)>;
 
   // `listen` is "HOST:PORT" (port 0 picks a free one). Throws std::runtime_error when the
   // address cannot be bound or the certificate or key cannot be loaded (start-up configuration).
   HttpServer(boost::asio::io_context& io, const std::string& listen, Handler handler,
+             std::size_t max_body_bytes = 1 << 20, std::optional<TlsFiles> tls = std::nullopt,
+             HeaderCheck header_check = {});
+  HttpServer(boost::asio::io_context& io, const std::string& listen, AsyncHandler handler,
              std::size_t max_body_bytes = 1 << 20, std::optional<TlsFiles> tls = std::nullopt,
              HeaderCheck header_check = {});
   ~HttpServer();

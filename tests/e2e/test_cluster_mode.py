@@ -2,12 +2,16 @@
 real kubectl), real docker-registry processes notifying the operator, skopeo pushing and checking.
 The same engine as `ferry run`; here its records are Kubernetes objects and its bookkeeping
 ConfigMaps."""
+import hashlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FERRY, Cluster, E2ETest, Registry, allow_statement, registry_policy,  # noqa: E402
@@ -368,6 +372,75 @@ class ClusterApiOutage(ClusterModeTest):
         with open(log) as f:
             puts = [line.split()[3] for line in f if line.split()[2] == "PUT" and "/manifests/" in line]
         self.assertEqual(sorted(puts), ["/v2/app/manifests/v1", "/v2/app/manifests/v2"], "an image copied twice")
+
+
+class ClusterSlowApi(ClusterModeTest):
+    def test_blob_stream_keeps_moving_while_100_record_saves_go_to_a_slow_api_server(self):
+        """Issue 11: record writes never stall the engine's thread. A 24 MiB copy is under way when
+        the API server becomes slow (every request held 0.3 s) and 100 pushes arrive, each written
+        as a record before it is answered (S1). The copy finishes while those writes are still
+        going on; with writes on the engine's thread it would wait behind all of them (100 pushes
+        × 2 round trips × 0.3 s)."""
+        proxy = self.cluster.control_plane.proxy()
+        self.addCleanup(proxy.stop)
+        cp = self.cluster.control_plane
+        proxied = cp.write_kubeconfig(os.path.join(self.workdir, "proxied.kubeconfig"),
+                                      f"https://127.0.0.1:{proxy.port}", cert=(cp.admin_crt, cp.admin_key))
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        self.apply(a.resource() + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=10)))
+        self.apply(replication_config("a", a, [b]))
+        self.start_operator(kubeconfig=proxied)
+        self.image(seed="slow-api-big", tag="v1", layer_bytes=24 << 20).push(a, "app")
+
+        def in_flight():
+            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
+                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
+        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        proxy.delay = 0.3
+        answers, lock = [], threading.Lock()
+
+        def send(worker):
+            for i in range(10):
+                n = worker * 10 + i
+                digest = "sha256:" + hashlib.sha256(f"slow-api push {n}".encode()).hexdigest()
+                body = json.dumps({"events": [{"id": f"evt-slow-{n}", "action": "push", "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "noise",
+                    "digest": digest, "tag": f"t{n}"}}]}).encode()
+                req = urllib.request.Request(f"{self.cluster.url}/registry-events/a", data=body, method="POST",
+                                             headers={"Content-Type": "application/vnd.docker.distribution.events.v1+json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=120) as r:
+                        code = r.status
+                except urllib.error.HTTPError as e:
+                    code = e.code
+                with lock:
+                    answers.append((time.monotonic(), code))
+        senders = [threading.Thread(target=send, args=(w,), daemon=True) for w in range(10)]
+        began = time.monotonic()
+        for t in senders:
+            t.start()
+        copied = wait_until(lambda: b.manifest("app", "v1") and time.monotonic(), 120, interval=0.1,
+                            what="the 24 MiB copy finishing")
+        for t in senders:
+            t.join(180)
+        self.assertEqual(len(answers), 100)
+        self.assertEqual(sorted({code for _, code in answers}), [200], "every push recorded before its 200")
+        last = max(at for at, _ in answers)
+        with lock:
+            answered_before_copy = sum(1 for at, _ in answers if at <= copied)
+        threads = len(os.listdir(f"/proc/{self.operator.pid}/task"))
+        sys.stderr.write(f"\n[slow API] copy done {copied - began:.1f} s after the pushes began; "
+                         f"last push answered at {last - began:.1f} s; {answered_before_copy} of 100 answered "
+                         f"before the copy was done; operator threads {threads}\n")
+        self.assertLess(copied, last, "the copy waited for the record writes")
+        self.assertLess(answered_before_copy, 100)
+        self.assertEqual(b.manifest("app", "v1"), a.manifest("app", "v1"))
+        proxy.delay = 0.0
+        _, st = self.wait_record("app", "v1", expected=1, timeout=60)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        noise = [r for r in self.records() if r["spec"]["source"]["repositoryName"] == "noise"]
+        self.assertEqual(len(noise), 100, "one record per push")
 
 
 class ClusterStateReads(ClusterModeTest):

@@ -175,8 +175,12 @@ class LivePrometheusTest(E2ETest):
         time.sleep(2)  # a few scrapes before anything happens: rates over it have a start
         # Applied now, the configuration is reconciled while Prometheus watches (work-queue wait).
         self.cluster.apply(replication_config("a", a, [b, c]))
-        wait_until(lambda: self.cluster.get("replicationconfig", "a").get("status", {}).get("effectiveSince"), 20,
-                   what="the configuration in effect")
+        # In effect once the engine recorded each destination's time; the top-level effectiveSince
+        # is the controller's first-reconcile time until then, before the engine has the config.
+        def in_effect():
+            dests = self.cluster.get("replicationconfig", "a").get("status", {}).get("destinations", [])
+            return len(dests) == 2 and all(d.get("effectiveSince") for d in dests)
+        wait_until(in_effect, 20, what="the configuration in effect at both destinations")
         self.image(seed="scraped", layer_bytes=256 * 1024).push(a, "prod/app")
 
         def finished():

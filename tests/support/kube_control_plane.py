@@ -82,7 +82,9 @@ class Pki:
 
 class TcpProxy:
     """A TCP proxy in front of a port: `cut()` closes every open connection (watches included),
-    `block()` makes the target unreachable (new connections are closed at once) until `unblock()`."""
+    `block()` makes the target unreachable (new connections are closed at once) until `unblock()`;
+    `delay` (seconds, settable at any time) holds every piece a client sends that long before
+    passing it on (a slow or far API server: each request takes at least `delay` longer)."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -96,6 +98,7 @@ class TcpProxy:
         self.accepted = 0
         self.blocked = False
         self.stopped = False
+        self.delay = 0.0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -125,6 +128,8 @@ class TcpProxy:
                     data = s.recv(65536)
                     if not data:
                         return
+                    if s is a and self.delay:
+                        time.sleep(self.delay)
                     (b if s is a else a).sendall(data)
         except OSError:
             pass

@@ -1,0 +1,44 @@
+#include "operator/notification_route.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <string_view>
+
+namespace ferry::operator_ {
+
+namespace {
+
+constexpr std::string_view kEvents = "/registry-events/";
+constexpr const char* kText = "text/plain; charset=utf-8";
+
+HttpResponse refused(const HttpRequest& r, unsigned status, const std::string& message) {
+  spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", r.path, status, message);
+  return HttpResponse{status, kText, message + "\n"};
+}
+
+}  // namespace
+
+bool is_notification(const HttpRequest& request) { return request.path.starts_with(kEvents); }
+
+std::optional<HttpResponse> check_notification(const engine::ReplicationEngine& engine,
+                                               const HttpRequest& request) {
+  if (!is_notification(request)) return std::nullopt;
+  if (request.method != "POST") return HttpResponse{405, kText, "use POST\n"};
+  auto out = engine.authenticate_notification(request.path.substr(kEvents.size()), request.authorization);
+  if (!out) return std::nullopt;
+  return refused(request, out->status, out->message);
+}
+
+boost::asio::awaitable<HttpResponse> serve_notification(engine::ReplicationEngine& engine,
+                                                        HttpRequest request) {
+  // Named, moved in: GCC 12 destroys temporaries built in a co_await's arguments twice.
+  std::string registry = request.path.substr(kEvents.size());
+  std::string content_type = request.content_type, authorization = request.authorization;
+  std::string body = std::move(request.body);
+  auto out = co_await engine.on_notification(std::move(registry), std::move(content_type),
+                                             std::move(authorization), std::move(body));
+  if (out.status != 200) co_return refused(request, out.status, out.message);
+  co_return HttpResponse{out.status, kText, out.message + "\n"};
+}
+
+}  // namespace ferry::operator_
