@@ -2,7 +2,9 @@
 // engine bookkeeping as ConfigMaps in the operator's namespace.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -19,7 +21,8 @@ struct KubeStoreOptions {
   std::size_t state_chunk_bytes = 512 * 1024;
 };
 
-// Every call blocks on the API server (loopback-fast in a cluster, a few milliseconds). Records
+// Every call blocks on the API server (loopback-fast in a cluster, a few milliseconds); calls may
+// come from several threads at once (the engine's write pool), never two for one object. Records
 // are written spec first (create), then status (the status subresource); the resourceVersion of
 // each record's last write is kept so an update needs one request, and a conflict re-reads once.
 class KubeStore final : public RecordStore {
@@ -48,7 +51,7 @@ class KubeStore final : public RecordStore {
   KubeStoreOptions opts_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, std::string> versions_;  // "plural/name" → last resourceVersion
-  std::uint64_t state_generation_ = 0;
+  std::atomic<std::uint64_t> state_generation_{0};  // calls come from several threads
 };
 
 }  // namespace ferry::store
