@@ -50,6 +50,22 @@ class ClusterModeTest(E2ETest):
         self._procs.append(r.process)
         return r
 
+    def proxied_api_server(self):
+        """A TcpProxy in front of the API server (stopped at cleanup) and a kubeconfig through it."""
+        cp = self.cluster.control_plane
+        proxy = cp.proxy()
+        self.addCleanup(proxy.stop)
+        kubeconfig = cp.write_kubeconfig(os.path.join(self.workdir, "proxied.kubeconfig"),
+                                         f"https://127.0.0.1:{proxy.port}", cert=(cp.admin_crt, cp.admin_key))
+        return proxy, kubeconfig
+
+    def wait_copy_in_flight(self):
+        """Waits until some destination is authorized and still IN_PROGRESS: a copy under way."""
+        def in_flight():
+            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
+                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
+        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+
     def wait_record(self, repo, tag, expected, timeout=30):
         """Waits until the ImageReplication of repo:tag has `expected` finished destinations."""
         def done():
@@ -285,10 +301,7 @@ class ClusterDurability(ClusterModeTest):
         self.start_operator()
         self.image(seed=seed, layer_bytes=6 << 20).push(a, "big/app")
 
-        def in_flight():
-            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
-                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
-        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        self.wait_copy_in_flight()
         # While it copies, GitOps tools see the record InProgress.
         health = self.cluster.kstatus("imagereplications")
         self.assertEqual(set(health.values()), {"InProgress"}, health)
@@ -336,11 +349,7 @@ class ClusterApiOutage(ClusterModeTest):
         arrives. The copy finishes meanwhile; its record is written once the server is back; the
         push made during the outage is refused (503, the registry keeps it) and replicated after;
         no image is copied twice (one manifest PUT per image at the destination)."""
-        proxy = self.cluster.control_plane.proxy()
-        self.addCleanup(proxy.stop)
-        cp = self.cluster.control_plane
-        proxied = cp.write_kubeconfig(os.path.join(self.workdir, "proxied.kubeconfig"),
-                                      f"https://127.0.0.1:{proxy.port}", cert=(cp.admin_crt, cp.admin_key))
+        proxy, proxied = self.proxied_api_server()
         a = self.registry("a", A_ID, "us-east-1")
         b = self.registry("b", A_ID, "us-west-2")
         log = os.path.join(self.workdir, "b-requests.log")
@@ -349,10 +358,7 @@ class ClusterApiOutage(ClusterModeTest):
         self.start_operator(kubeconfig=proxied)
         self.image(seed="outage-1", tag="v1", layer_bytes=6 << 20).push(a, "app")
 
-        def in_flight():
-            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
-                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
-        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        self.wait_copy_in_flight()
         proxy.block()
         outage = time.monotonic()
         self.image(seed="outage-2", tag="v2").push(a, "app")
@@ -381,11 +387,7 @@ class ClusterSlowApi(ClusterModeTest):
         as a record before it is answered (S1). The copy finishes while those writes are still
         going on; with writes on the engine's thread it would wait behind all of them (100 pushes
         × 2 round trips × 0.3 s)."""
-        proxy = self.cluster.control_plane.proxy()
-        self.addCleanup(proxy.stop)
-        cp = self.cluster.control_plane
-        proxied = cp.write_kubeconfig(os.path.join(self.workdir, "proxied.kubeconfig"),
-                                      f"https://127.0.0.1:{proxy.port}", cert=(cp.admin_crt, cp.admin_key))
+        proxy, proxied = self.proxied_api_server()
         a = self.registry("a", A_ID, "us-east-1")
         b = self.registry("b", A_ID, "us-west-2", notify=False)
         self.apply(a.resource() + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=10)))
@@ -393,10 +395,7 @@ class ClusterSlowApi(ClusterModeTest):
         self.start_operator(kubeconfig=proxied)
         self.image(seed="slow-api-big", tag="v1", layer_bytes=24 << 20).push(a, "app")
 
-        def in_flight():
-            return any(s.get("authorizedBy") and s["status"] == "IN_PROGRESS"
-                       for r in self.records() for s in r.get("status", {}).get("replicationStatuses", []))
-        wait_until(in_flight, 20, interval=0.05, what="an authorized copy in flight")
+        self.wait_copy_in_flight()
         proxy.delay = 0.3
         answers, lock = [], threading.Lock()
 
