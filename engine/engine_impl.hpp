@@ -146,6 +146,19 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   // finds one of these is not a push (S4). Rebuilt from the records at start.
   std::set<std::string> self_writes;
   static std::string self_write_key(const RegistryKey& dest, const model::ImageSource& src);
+  // "registry|repository|tag|digest" → the record of that image with the latest pushedAt. A push
+  // of the same image at or before that moment, to destinations that record covers, is the push
+  // it recorded: the registry's state a poll saw at poll time already held it, so its
+  // notification arriving later is not a second push. Rebuilt from the records at start.
+  std::map<std::string, std::string> latest_recorded;
+  static std::string image_key(const RegistryKey& source, const std::string& repository,
+                               const std::string& tag, const std::string& digest);
+  // The same for pushes whose record is being written (the record lives in handle_push's frame).
+  std::multimap<std::string, const model::ImageReplication*> recording;
+  void note_recorded(const model::ImageReplication& r);
+  void forget_recorded(const model::ImageReplication& r);
+  bool recorded_already(const RegistryKey& src, const model::PushEvent& push,
+                        const std::vector<RegistryKey>& dests) const;
   std::deque<std::pair<std::string, RegistryKey>> queue;  // pushes
   std::deque<std::pair<std::string, RegistryKey>>
       backfill_queue;            // backfilled images, after pushes

@@ -1,6 +1,8 @@
 // Notifications and pushes become durable ImageReplication records (S1, S3, S4, S5).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "engine/engine_impl.hpp"
 #include "reconcilers/status.hpp"
 
@@ -11,6 +13,55 @@ bool ReplicationEngine::Impl::is_self_write(const RegistryKey& reg,
   if (push.user_agent.starts_with(opts.user_agent.substr(0, opts.user_agent.find('/') + 1)))
     return true;
   return self_writes.contains(key_text(reg) + "|" + push.repository + "|" + push.digest);
+}
+
+std::string ReplicationEngine::Impl::image_key(const RegistryKey& source,
+                                               const std::string& repository,
+                                               const std::string& tag, const std::string& digest) {
+  return key_text(source) + "|" + repository + "|" + tag + "|" + digest;
+}
+
+namespace {
+std::string recorded_key(const model::ImageSource& s) {
+  return ReplicationEngine::Impl::image_key({s.registry_id, s.region}, s.repository_name,
+                                            s.image_tag, s.image_digest);
+}
+}  // namespace
+
+void ReplicationEngine::Impl::note_recorded(const model::ImageReplication& r) {
+  const auto at = model::parse_rfc3339(r.spec.source.pushed_at);
+  if (!at) return;
+  auto [it, added] = latest_recorded.try_emplace(recorded_key(r.spec.source), r.metadata.name);
+  if (added || it->second == r.metadata.name) return;
+  auto prev = records.find(it->second);
+  const auto seen = prev == records.end() ? std::nullopt
+                                          : model::parse_rfc3339(prev->second.spec.source.pushed_at);
+  if (!seen || *at > *seen) it->second = r.metadata.name;
+}
+
+void ReplicationEngine::Impl::forget_recorded(const model::ImageReplication& r) {
+  auto it = latest_recorded.find(recorded_key(r.spec.source));
+  if (it != latest_recorded.end() && it->second == r.metadata.name) latest_recorded.erase(it);
+}
+
+bool ReplicationEngine::Impl::recorded_already(const RegistryKey& src, const model::PushEvent& push,
+                                               const std::vector<RegistryKey>& dests) const {
+  const auto pushed = model::parse_rfc3339(push.timestamp);
+  if (!pushed) return false;
+  auto covers = [&](const model::ImageReplication& r) {
+    const auto seen = model::parse_rfc3339(r.spec.source.pushed_at);
+    if (!seen || *pushed > *seen) return false;
+    return std::ranges::all_of(dests, [&](const RegistryKey& d) {
+      return std::ranges::find(r.spec.destinations, d) != r.spec.destinations.end();
+    });
+  };
+  const std::string key = image_key(src, push.repository, push.tag, push.digest);
+  if (auto it = latest_recorded.find(key); it != latest_recorded.end()) {
+    auto rec = records.find(it->second);
+    if (rec != records.end() && covers(rec->second)) return true;
+  }
+  auto [from, to] = recording.equal_range(key);
+  return std::any_of(from, to, [&](const auto& kv) { return covers(*kv.second); });
 }
 
 model::ImageReplication ReplicationEngine::Impl::new_record(const RegistryKey& src,
@@ -53,7 +104,7 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::handl
     co_return std::expected<void, std::string>{};
   }
   auto record = new_record(src, push, dests);
-  if (records.contains(record.metadata.name)) {
+  if (records.contains(record.metadata.name) || recorded_already(src, push, dests)) {
     note_known(src, push.repository, push.tag, push.digest);
     pushes.Add({{"via", via}, {"outcome", "duplicate"}}).Increment();
     co_return std::expected<void, std::string>{};
@@ -63,6 +114,11 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::handl
   // Named first: GCC 12 destroys temporaries built in a co_await's arguments twice.
   const std::string lane = "ir/" + name;
   StoreWriter::Write write = [store = &state, record] { return store->save(record); };
+  struct Recording {  // a twin arriving meanwhile (a poll and the notification) finds this one
+    std::multimap<std::string, const model::ImageReplication*>& all;
+    std::multimap<std::string, const model::ImageReplication*>::iterator at;
+    ~Recording() { all.erase(at); }
+  } recording_now{recording, recording.emplace(recorded_key(record.spec.source), &record)};
   auto w = co_await writer.write(lane, std::move(write));
   if (!w) co_return std::unexpected(w.error());
   if (records.contains(name)) {  // the same push, recorded by a twin that was written first
@@ -77,6 +133,7 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::handl
       "via={}",
       record.metadata.name, key_text(src), push.repository, push.digest, push.tag, dests.size(),
       via);
+  note_recorded(record);
   records.emplace(name, std::move(record));
   for (const auto& d : dests) enqueue(name, d);
   co_return std::expected<void, std::string>{};

@@ -15,6 +15,7 @@ void ReplicationEngine::Impl::start() {
   for (const auto& p : problems)
     spdlog::error("msg=\"unreadable record skipped\" problem=\"{}\"", p);
   for (const auto& [name, rec] : records) {
+    note_recorded(rec);
     for (const auto& st : rec.status.replication_statuses) {
       if (!st.authorized_by.empty())
         self_writes.insert(self_write_key({st.registry_id, st.region}, rec.spec.source));
@@ -24,7 +25,21 @@ void ReplicationEngine::Impl::start() {
   for (auto& [name, run] : backfills)
     load_backfill(run);  // before resuming: their records queue low
   std::size_t resumed = 0;
-  for (const auto& [name, rec] : records) {
+  for (auto& [name, rec] : records) {
+    // A record whose status was never written (a crash between creating the object and writing
+    // its status): each destination it names is still to be copied.
+    bool completed_status = false;
+    for (const auto& d : rec.spec.destinations) {
+      if (status_of(rec, d)) continue;
+      model::ReplicationStatus st;
+      st.registry_id = d.registry_id;
+      st.region = d.region;
+      st.status = model::kInProgress;
+      st.tagged = false;
+      rec.status.replication_statuses.push_back(std::move(st));
+      completed_status = true;
+    }
+    if (completed_status) model::summarize(rec);
     for (const auto& s : rec.status.replication_statuses) {
       if (s.status == model::kInProgress) {
         enqueue(name, {s.registry_id, s.region});
@@ -105,6 +120,7 @@ asio::awaitable<void> ReplicationEngine::Impl::sweep_loop() {
                         self->self_writes.erase(
                             self_write_key({st.registry_id, st.region}, it->second.spec.source));
                       }
+                      self->forget_recorded(it->second);
                       self->records.erase(it);
                     });
     }

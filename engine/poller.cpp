@@ -139,10 +139,20 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
   const std::string now = now_text();
   std::size_t new_pushes = 0;
   for (auto& e : found) {
+    bool tag_known = false;
     auto r = kn.tags.find(e.repository);
     if (r != kn.tags.end()) {
       auto t = r->second.find(e.tag);
       if (t != r->second.end() && t->second == e.digest) continue;
+      tag_known = t != r->second.end();
+    }
+    // A tag the baseline never learned whose image has a record (or one being written): that
+    // push was decided and only the baseline's save was lost (a crash between the two), or its
+    // notification is being recorded right now. Not a second push.
+    const std::string image = image_key(reg, e.repository, e.tag, e.digest);
+    if (!tag_known && (latest_recorded.contains(image) || recording.contains(image))) {
+      note_known(reg, e.repository, e.tag, e.digest);
+      continue;
     }
     e.id = "poll-" + now;
     if (e.timestamp.empty()) e.timestamp = now;  // ECR's imagePushedAt where it has one

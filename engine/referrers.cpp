@@ -118,6 +118,7 @@ asio::awaitable<void> ReplicationEngine::Impl::follow_referrers_of(RegistryKey s
         record.metadata.name, key_text(src_key), p.repository, p.digest, p.tag, digest,
         dests.size());
     const std::string rec_name = record.metadata.name;
+    note_recorded(record);
     records.emplace(rec_name, std::move(record));
     for (const auto& d : dests) enqueue(rec_name, d);
   }

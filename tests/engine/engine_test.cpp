@@ -120,8 +120,9 @@ spec:
 }
 
 std::string push(const std::string& repo, const std::string& tag, const std::string& when,
-                 const std::string& agent = "skopeo/1.9.3") {
-  return R"({"events":[{"id":"e-)" + repo + tag + when + R"(","timestamp":")" + when +
+                 const std::string& agent = "skopeo/1.9.3", const std::string& id = "") {
+  return R"({"events":[{"id":")" + (id.empty() ? "e-" + repo + tag + when : id) +
+         R"(","timestamp":")" + when +
          R"(","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
          kDigest + R"(","repository":")" + repo + R"(","tag":")" + tag +
          R"("},"request":{"useragent":")" + agent + R"("}}]})";
@@ -168,6 +169,24 @@ TEST_F(Intake, APushARuleCoversIsRecordedBeforeTheRegistryIsAnswered) {
   // Outside every rule (S5): answered, nothing recorded.
   EXPECT_EQ(notify(engine, push("dev/app", "v1", "2099-01-01T00:00:00Z")).status, 200u);
   EXPECT_THAT(store.records, SizeIs(1));
+}
+
+TEST_F(Intake, AnotherEventOfTheSameImageNoLaterThanItsRecordIsThatPushNotASecondOne) {
+  // A poll records what it finds at poll time; the registry's own event of that push (another
+  // id, the push's earlier time) comes after. One push, one record, one copy.
+  ReplicationEngine engine(io, store);
+  engine.set_resources(resources());
+  const std::string agent = "skopeo/1.9.3";
+  ASSERT_EQ(notify(engine, push("prod/app", "v1", "2099-01-01T00:00:05Z", agent, "poll-1")).status, 200u);
+  EXPECT_EQ(notify(engine, push("prod/app", "v1", "2099-01-01T00:00:04Z", agent, "event-1")).status, 200u);
+  EXPECT_EQ(notify(engine, push("prod/app", "v1", "2099-01-01T00:00:05Z", agent, "event-2")).status, 200u);
+  EXPECT_THAT(store.records, SizeIs(1));
+  // A push of the same image after that moment is a push of its own.
+  EXPECT_EQ(notify(engine, push("prod/app", "v1", "2099-01-01T00:00:06Z", agent, "event-3")).status, 200u);
+  EXPECT_THAT(store.records, SizeIs(2));
+  // So is one of the same digest under another tag.
+  EXPECT_EQ(notify(engine, push("prod/app", "v2", "2099-01-01T00:00:04Z", agent, "event-4")).status, 200u);
+  EXPECT_THAT(store.records, SizeIs(3));
 }
 
 TEST_F(Intake, OwnWritesAndPushesBeforeTheConfigurationAppliedAreNotReplicated) {
