@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/engine_impl.hpp"
+#include "reconcilers/model/failpoint.hpp"
 
 namespace ferry::engine {
 
@@ -69,10 +70,13 @@ asio::awaitable<void> ReplicationEngine::Impl::take_ecr_event(RegistryKey reg, a
     }
   }
   if (!remove) co_return;
-  if (auto d = co_await e->sqs->delete_message(url, m.receipt_handle); !d) {
+  FERRY_FAILPOINT("sqs.delete.before");  // recorded, still in the queue: handed out again later
+  auto deleted = co_await e->sqs->delete_message(url, m.receipt_handle);
+  if (deleted) FERRY_FAILPOINT("sqs.delete.after");
+  if (!deleted) {
     // It comes back after the visibility timeout and is then a duplicate of its record.
     spdlog::warn("msg=\"cannot delete ECR event\" registry={} message_id={} error=\"{}\"",
-                 key_text(reg), m.message_id, d.error().to_string());
+                 key_text(reg), m.message_id, deleted.error().to_string());
   }
 }
 

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "reconcilers/model/failpoint.hpp"
 #include "reconcilers/model/parse.hpp"
 #include "reconcilers/model/serialize.hpp"
 
@@ -94,8 +95,10 @@ std::expected<void, kube::ApiError> KubeStore::write_status(const kube::Resource
       rv = versions_[vkey];
     }
     object.as_object()["metadata"].as_object()["resourceVersion"] = rv;
+    FERRY_FAILPOINT("kube.status.before");
     auto r = api_.replace(t, "", name, object, "status");
     if (r) {
+      FERRY_FAILPOINT("kube.status.after");
       std::lock_guard lock(mutex_);
       versions_[vkey] = kube::resource_version_of(*r);
       return {};
@@ -123,6 +126,7 @@ std::expected<void, std::string> KubeStore::save(const model::ImageReplication& 
   if (!known) {
     auto created = api_.create(t, "", for_create(obj));
     if (created) {
+      FERRY_FAILPOINT("kube.record.created");  // the object exists, its status not yet
       std::lock_guard lock(mutex_);
       versions_[t.plural + "/" + name] = kube::resource_version_of(*created);
     } else if (!created.error().already_exists()) {
@@ -234,8 +238,10 @@ std::expected<void, std::string> KubeStore::save_state(const std::string& key, c
                       {"labels", {{"app.kubernetes.io/managed-by", "ferry"}, {"ferry.dev/state", key}}},
                       {"annotations", std::move(annotations)}}},
                     {"data", json::object{{kDataKey, data}}}};
+    FERRY_FAILPOINT("kube.state.before");
     auto r = api_.replace(t, opts_.state_namespace, name, cm);
     if (!r && r.error().not_found()) r = api_.create(t, opts_.state_namespace, cm);
+    if (r) FERRY_FAILPOINT("kube.state.after");
     if (!r) return std::unexpected("cannot write ConfigMap " + opts_.state_namespace + "/" + name + ": " +
                                    r.error().to_string());
     return {};

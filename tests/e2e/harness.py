@@ -442,9 +442,11 @@ class Cluster:
             raise AssertionError("ferry-kstatus failed: " + res.stderr)
         return {line.split(" ")[0]: line.split(" ")[1] for line in res.stdout.splitlines()}
 
-    def start_operator(self, *extra, events_port=None, wait_engine=True, kubeconfig=None, metrics_port=None):
+    def start_operator(self, *extra, events_port=None, wait_engine=True, kubeconfig=None, metrics_port=None,
+                       env=None):
         """Starts `ferry operator` (the latest one started is `self.operator`); by default waits
-        until its replication engine runs. `kubeconfig` defaults to the admin's."""
+        until its replication engine runs. `kubeconfig` defaults to the admin's; `env`, if given,
+        is the operator's whole environment."""
         health = free_port()
         self.metrics_port = metrics_port or free_port()
         op = Process([FERRY, "operator", "--kubeconfig", kubeconfig or self.kubeconfig, "--webhook-port", "0",
@@ -452,7 +454,7 @@ class Cluster:
                       "--metrics-bind-address", f"127.0.0.1:{self.metrics_port}",
                       "--registry-events-bind-address", f"127.0.0.1:{events_port or self.events_port}",
                       "--leader-election-namespace", self.NS, *extra],
-                     os.path.join(self.workdir, f"operator-{health}.log"))
+                     os.path.join(self.workdir, f"operator-{health}.log"), env=env)
         self.operator = op
         if wait_engine:
             self.wait_engine(op)

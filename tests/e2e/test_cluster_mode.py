@@ -530,5 +530,49 @@ class ClusterFailover(ClusterModeTest):
         self.assertEqual(b.manifest("ha/app", "v1"), a.manifest("ha/app", "v1"))
 
 
+class ClusterLeaseLost(ClusterModeTest):
+    def test_a_leader_cut_off_from_the_api_server_mid_copy_stops_before_the_standby_takes_over(self):
+        """SPEC §6/§8: the leader loses its Lease in the middle of a copy (its connection to the API
+        server is cut; the standby's is not). It stops within the renew deadline (10 s), before the
+        Lease expires (15 s) and the standby takes it, so no two replicas copy at once; it exits 1
+        (a restart starts clean). The standby resumes the record: the image arrives once, whole,
+        with one manifest PUT at the destination, and one record."""
+        proxy, proxied = self.proxied_api_server()
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        log = os.path.join(self.workdir, "b-requests.log")
+        self.apply(a.resource() + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=100, request_log=log)))
+        self.apply(replication_config("a", a, [b]))
+        leader = self.start_operator("--leader-elect", kubeconfig=proxied)
+        standby = self.start_operator("--leader-elect", events_port=free_port(), wait_engine=False)
+        self.addCleanup(standby.stop)
+        self.addCleanup(leader.stop)
+        wait_until(lambda: "waiting for leadership" in standby.output(), 15, what="the standby waiting")
+        self.image(seed="lease-lost", tag="v1", layer_bytes=16 << 20).push(a, "app")
+
+        self.wait_copy_in_flight()
+        proxy.block()
+        cut = time.monotonic()
+        wait_until(lambda: not leader.alive(), 30, what="the leader stopping after its Lease was lost")
+        stopped_after = time.monotonic() - cut
+        self.assertEqual(leader.proc.returncode, 1, leader.output()[-3000:])
+        self.assertIn("leadership lost", leader.output())
+        self.assertNotIn("replication complete", leader.output(), "the copy was meant to be in flight")
+        self.assertLess(stopped_after, 15, "the leader must stop before its Lease can expire")
+        self.cluster.wait_engine(standby, timeout=40)
+        # The standby took the Lease only after the leader had stopped (the logs' UTC times).
+        def at(output, message):
+            line = next(line for line in output.splitlines() if message in line)
+            return line.split()[0].removeprefix("ts=")
+        self.assertLess(at(leader.output(), 'msg="stopped"'), at(standby.output(), "acquired leadership"))
+        _, st = self.wait_record("app", "v1", expected=1, timeout=90)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("app", "v1"), a.manifest("app", "v1"))
+        self.assertEqual(len(self.records()), 1)
+        with open(log) as f:
+            puts = [line.split()[3] for line in f if line.split()[2] == "PUT" and "/manifests/" in line]
+        self.assertEqual(puts, ["/v2/app/manifests/v1"], "the image written once")
+
+
 if __name__ == "__main__":
     unittest.main()

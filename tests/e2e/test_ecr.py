@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from harness import (Cluster, E2ETest, Registry, allow_statement, registry_policy, replication_config,  # noqa: E402
                      run, wait_until)
 from moto_server import KEYS, Moto  # noqa: E402
+from test_failpoints import SQS_SWEEP, SweepChecks  # noqa: E402
 
 A_ID, B_ID = "111111111111", "222222222222"
 
@@ -261,6 +262,58 @@ class EcrEventsToOci(EcrTest):
         self.assertIn("malformed ECR event dropped", log)
         self.assertIn("ECR event of another registry dropped", log)
         self.assertEqual(len([r for r in self.ferry.records("imagereplications")]), 1, "one push, one record")
+
+
+class EcrEventsFailpoints(SweepChecks, EcrTest):
+    """The failpoint sweep's SQS points (test_failpoints.py): Ferry ended right before and right
+    after it deletes an event whose push it recorded. Before: the event comes back after its
+    visibility timeout and is the same push, not a second one. After: nothing comes back. Either
+    way the restarted Ferry copies the image once and records it once, and the queue drains."""
+
+    def test_a_crash_around_the_sqs_delete_loses_no_push_and_repeats_none(self):
+        moto_a = self.moto(A_ID)
+        a = self.data_plane("ecr-a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        log = os.path.join(self.workdir, "b-requests.log")
+        sqs = moto_a.client("sqs")
+        queue = sqs.create_queue(QueueName="ecr-events", Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
+        self.ferry.write("secret.yaml", aws_secret("aws-a", {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                                                             "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}))
+        self.ferry.write("regs.yaml", ecr_registry("ecr-a", A_ID, "us-east-1", a, moto_a, secret="aws-a", events=queue)
+                         + "---\n" + b.resource(endpoint=self.slow_endpoint(b, delay_ms=0, request_log=log)))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()  # a clean first start: the configuration takes effect (S3)
+        self.assertEqual(self.ferry.stop(), 0)
+        time.sleep(1)  # events are timed in whole seconds
+
+        def drained():
+            attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+            return (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+        for i, (point, n) in enumerate(SQS_SWEEP):
+            with self.subTest(point=point, n=n):
+                repo = f"sweep/p{i}"
+                img = self.image(seed=f"sqs-sweep-{i}")
+                img.push(a, repo, tag="v1")
+                self.ferry.start(env=dict(os.environ, FERRY_FAILPOINT=f"{point}:{n}"))
+                sqs.send_message(QueueUrl=queue, MessageBody=image_action(A_ID, "us-east-1", repo, img.digest, "v1"))
+                self.assert_crashed_at(self.ferry.process, point, n)
+                self.assertIsNotNone(self.ferry.status(repo, "v1"), "recorded before the crash")
+                self.ferry.start()
+                try:
+                    st = self.ferry.wait_status(repo, "v1", expected=1, timeout=30)[(A_ID, "us-west-2")]
+                    self.assertEqual(st["status"], "COMPLETE", st)
+                    self.assertEqual(b.manifest(repo, "v1"), a.manifest(repo, img.digest))
+                    wait_until(drained, 20, what="the event leaving the queue")
+                    time.sleep(3)  # past the visibility timeout: a second copy would have started
+                    records = [r for r in self.ferry.records("imagereplications")
+                               if r["spec"]["source"]["repositoryName"] == repo]
+                    self.assertEqual(len(records), 1, "one push, one record")
+                    with open(log) as f:
+                        puts = [line.split()[3] for line in f
+                                if line.split()[2] == "PUT" and f"/{repo}/manifests/" in line]
+                    self.assertEqual(puts, [f"/v2/{repo}/manifests/v1"], "the image copied once")
+                finally:
+                    self.assertEqual(self.ferry.stop(), 0)
 
 
 class EcrToEcr(EcrTest):
