@@ -917,19 +917,14 @@ class FullDisk(E2ETest):
     is refused with a clear error (the registry sends it again), nothing stored is damaged, and
     once space returns the push replicates."""
 
-    def test_a_full_state_directory_refuses_the_push_then_recovers(self):
+    def small_state_directory(self):
         self.assertEqual(os.geteuid(), 0, "mounting the small tmpfs needs root (CI runs as root)")
         os.makedirs(self.ferry.state)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", self.ferry.state], check=True)
         self.addCleanup(subprocess.run, ["umount", "-l", self.ferry.state])
-        a = self.registry("a", A_ID, "us-east-1")
-        b = self.registry("b", A_ID, "us-west-2")
-        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
-        self.ferry.write("config.yaml", replication_config("a", a, [b]))
-        self.ferry.start()
-        self.image(seed="before-full").push(a, "prod/app", tag="v1")
-        self.ferry.wait_status("prod/app", "v1", expected=1)
-        # Fill the file system to the last byte.
+
+    def fill(self):
+        """Fills the state directory's file system to the last byte; returns the filler's path."""
         filler = os.path.join(self.ferry.state, "filler")
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -939,6 +934,18 @@ class FullDisk(E2ETest):
             pass  # ENOSPC: full
         finally:
             os.close(fd)
+        return filler
+
+    def test_a_full_state_directory_refuses_the_push_then_recovers(self):
+        self.small_state_directory()
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" + b.resource())
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.image(seed="before-full").push(a, "prod/app", tag="v1")
+        self.ferry.wait_status("prod/app", "v1", expected=1)
+        filler = self.fill()
         self.image(seed="while-full").push(a, "prod/app", tag="v2")
         wait_until(lambda: "No space left on device" in self.ferry.process.output(), 20,
                    what="the refused push in the log")
@@ -956,6 +963,37 @@ class FullDisk(E2ETest):
         st = self.ferry.wait_status("prod/app", "v2", expected=1, timeout=30)
         self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
         self.assertEqual(b.manifest("prod/app", "v2"), a.manifest("prod/app", "v2"))
+
+    def test_a_disk_filling_during_a_copy_keeps_the_record_whole_and_writes_it_when_space_returns(self):
+        """The record exists and the copy is under way when the disk fills: the copy finishes, its
+        COMPLETE cannot be written (logged with the cause), the stored record stays whole and says
+        IN_PROGRESS, and once space returns it is written without copying the image again."""
+        self.small_state_directory()
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2")
+        log = os.path.join(self.workdir, "b-requests.log")
+        self.ferry.write("regs.yaml", a.resource() + "---\n" +
+                         b.resource(endpoint=self.slow_endpoint(b, delay_ms=60, request_log=log)))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.start()
+        self.image(seed="filling", layer_bytes=6 << 20).push(a, "prod/app", tag="v1")
+        self.wait_copy_in_flight()
+        filler = self.fill()
+        wait_until(lambda: b.manifest("prod/app", "v1"), 30, what="the copy finishing on a full disk")
+        wait_until(lambda: "cannot persist record" in self.ferry.process.output(), 20,
+                   what="the failed status write in the log")
+        self.assertIn("No space left on device", self.ferry.process.output())
+        self.assertTrue(self.ferry.process.alive(), "a full disk is not a crash")
+        time.sleep(2)  # writes tried again meanwhile (every second) fail too
+        st = self.ferry.status("prod/app", "v1")  # the stored record parses: whole, not truncated
+        self.assertEqual(st["replicationStatuses"][0]["status"], "IN_PROGRESS", st)
+        os.remove(filler)
+        st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=20)
+        self.assertEqual(st[(A_ID, "us-west-2")]["status"], "COMPLETE")
+        self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
+        with open(log) as f:
+            puts = [line.split()[3] for line in f if line.split()[2] == "PUT" and "/manifests/" in line]
+        self.assertEqual(puts, ["/v2/prod/app/manifests/v1"], "the image copied once")
 
 
 class Durability(E2ETest):
