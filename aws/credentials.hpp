@@ -51,7 +51,8 @@ using Clock = std::function<std::chrono::system_clock::time_point()>;
 // The first <name>...</name> element's text, with the five XML entities decoded. STS answers XML
 // and no XML library is among Ferry's dependencies; its responses are flat and machine-written,
 // so a careful extractor of the few elements needed (no attributes, no CDATA in these fields)
-// is enough. It is not a general XML parser and is used for nothing else.
+// is enough. It is not a general XML parser and reads nothing else (STS answers and the
+// query protocol's error bodies, see parse_json_error).
 std::optional<std::string> xml_element(std::string_view xml, std::string_view name);
 // <Credentials> of an AssumeRole / AssumeRoleWithWebIdentity response.
 Result<Credentials> parse_sts_credentials(std::string_view xml, std::string_view operation);

@@ -56,6 +56,11 @@ Error parse_json_error(int status, std::string_view body, std::string_view servi
         e.message = std::string(m->as_string());
         break;
       }
+  } else if (auto code = xml_element(body, "Code")) {
+    // The query protocol's error shape, which AWS front ends (and emulators) can answer with
+    // even on a JSON API: <ErrorResponse><Error><Code>AccessDenied</Code><Message>...
+    e.code = std::move(*code);
+    e.message = xml_element(body, "Message").value_or("");
   } else {
     e.message = "HTTP " + std::to_string(status) + " with a body that is not JSON";
   }

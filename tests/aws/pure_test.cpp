@@ -84,6 +84,23 @@ TEST(Errors, AccessDeniedAndKmsSayWhatToChange) {
   EXPECT_EQ(other.to_string(), "ecr DescribeImages: RepositoryNotFoundException (400): no such repository");
 }
 
+TEST(Errors, AnXmlErrorBodyOnAJsonApiStillNamesTheCodeAndTheActionToGrant) {
+  // What an AWS front end (and moto with IAM enforced) answers a JSON API call it denies.
+  const auto e = parse_json_error(
+      403,
+      "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::2:user/ferry is not "
+      "authorized to perform: ecr:CreateRepository</Message></Error></Errors></ErrorResponse>",
+      "ecr", "CreateRepository");
+  EXPECT_EQ(e.code, "AccessDenied");
+  EXPECT_FALSE(e.retryable);
+  EXPECT_NE(e.to_string().find("is not authorized to perform: ecr:CreateRepository — the IAM identity Ferry uses "
+                               "needs ecr:CreateRepository"),
+            std::string::npos)
+      << e.to_string();
+  EXPECT_EQ(parse_json_error(502, "<html>bad gateway</html>", "ecr", "PutImage").message,
+            "HTTP 502 with a body that is not JSON");
+}
+
 TEST(Iso8601, Forms) {
   const auto base = std::chrono::sys_days{std::chrono::year{2026} / 1 / 2} + 3h + 4min + 5s;
   EXPECT_EQ(parse_iso8601("2026-01-02T03:04:05Z"), base);
