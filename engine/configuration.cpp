@@ -8,6 +8,36 @@
 
 namespace ferry::engine {
 
+std::expected<registry::TlsOptions, std::string> ReplicationEngine::Impl::tls_for(
+    const model::Registry& r) const {
+  registry::TlsOptions tls;
+  tls.verify = !r.spec.tls_insecure_skip_verify;
+  if (r.spec.tls_ca_secret_ref) {
+    const model::Secret* s = index.secret(*r.spec.tls_ca_secret_ref);
+    auto ca = s ? model::ca_bundle_from_secret(*s) : std::nullopt;
+    if (!ca) {
+      return std::unexpected("TLS CA Secret " + r.spec.tls_ca_secret_ref->namespace_ + "/" +
+                             r.spec.tls_ca_secret_ref->name +
+                             " not found or has none of the keys ca.crt, ca.pem, tls.crt");
+    }
+    tls.ca_pems.push_back(std::move(*ca));
+  }
+  return tls;
+}
+
+std::string ReplicationEngine::Impl::tls_signature(const registry::TlsOptions& tls) {
+  std::string sig = tls.verify ? "verify" : "no-verify";
+  for (const auto& f : tls.ca_files) sig += "|file:" + f;
+  for (const auto& pem : tls.ca_pems) sig += "|pem:" + model::sha256_hex(pem);
+  return sig;
+}
+
+registry::HttpClient& ReplicationEngine::Impl::aws_http_for(const registry::TlsOptions& tls) {
+  auto& client = aws_http[tls_signature(tls)];
+  if (!client) client = std::make_unique<registry::HttpClient>(io.get_executor(), tls);
+  return *client;
+}
+
 Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
   Endpoint e;
   auto url = boost::urls::parse_absolute_uri(r.spec.endpoint);
@@ -19,7 +49,12 @@ Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
   if (url->has_port()) e.host += ":" + std::string(url->port());
   e.config.host = e.host;
   e.config.plain_http = url->scheme() == "http";
-  e.config.tls.verify = !r.spec.tls_insecure_skip_verify;
+  if (auto tls = tls_for(r)) {
+    e.config.tls = std::move(*tls);
+  } else {
+    e.error = tls.error();
+    return e;
+  }
   e.config.user_agent = opts.user_agent;
   // ferry_registry_responses_total{registry, code}: one counter per status class, made here so
   // that a response costs one increment.
@@ -42,17 +77,6 @@ Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
     e.config.limiter = limiter;
   }
   e.max_copies = static_cast<std::size_t>(std::max<std::int64_t>(0, r.spec.limits.max_concurrent_copies));
-  if (r.spec.tls_ca_secret_ref) {
-    const model::Secret* s = index.secret(*r.spec.tls_ca_secret_ref);
-    auto ca = s ? model::ca_bundle_from_secret(*s) : std::nullopt;
-    if (!ca) {
-      e.error = "TLS CA Secret " + r.spec.tls_ca_secret_ref->namespace_ + "/" +
-                r.spec.tls_ca_secret_ref->name +
-                " not found or has none of the keys ca.crt, ca.pem, tls.crt";
-      return e;
-    }
-    e.config.tls.ca_pems.push_back(std::move(*ca));
-  }
   if (r.spec.credentials_secret_ref &&
       r.spec.type != model::RegistryType::Ecr) {  // ECR: a token (rebuild_copier)
     const auto& ref = *r.spec.credentials_secret_ref;

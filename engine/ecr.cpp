@@ -28,6 +28,8 @@ void ReplicationEngine::Impl::update_ecr_registries() {
       for (const auto& [key, value] : secret->data)
         sig += "|" + key + "=" + model::sha256_hex(value);
     }
+    auto tls = tls_for(r);
+    if (tls) sig += "|" + tls_signature(*tls);
     if (auto old = ecr.find(k); old != ecr.end() && old->second->signature == sig) {
       next[k] = old->second;
       continue;
@@ -37,24 +39,28 @@ void ReplicationEngine::Impl::update_ecr_registries() {
     const aws::StsOptions sts{r.spec.region, r.spec.sts_endpoint};
     aws::Result<std::shared_ptr<aws::CredentialsProvider>> creds =
         std::unexpected(aws::Error{.kind = aws::ErrorKind::Credentials});
-    if (r.spec.credentials_secret_ref && !secret) {
+    if (!tls) {
+      e->error = tls.error();
+    } else if (r.spec.credentials_secret_ref && !secret) {
       e->error = "credentials Secret " + r.spec.credentials_secret_ref->namespace_ + "/" +
                  r.spec.credentials_secret_ref->name + " not found";
     } else {
-      creds = secret ? aws::from_secret(secret->data, *aws_http, sts)
-                     : aws::default_chain(*aws_http, aws::process_environment(), sts);
+      auto& http = aws_http_for(*tls);
+      creds = secret ? aws::from_secret(secret->data, http, sts)
+                     : aws::default_chain(http, aws::process_environment(), sts);
       if (!creds) e->error = "AWS credentials for " + k + ": " + creds.error().to_string();
     }
     if (e->error.empty()) {
       e->creds = *creds;
+      auto& http = aws_http_for(*tls);
       e->api = std::make_shared<aws::EcrClient>(
-          *aws_http, e->creds,
+          http, e->creds,
           aws::EcrOptions{r.spec.region, r.spec.ecr_api_endpoint, r.spec.registry_id});
       if (auto q = boost::urls::parse_absolute_uri(r.spec.ecr_events_queue_url)) {
         // SQS answers on the queue URL's own origin (a VPC endpoint, another partition, a test).
         const std::string origin =
             std::string(q->scheme()) + "://" + std::string(q->encoded_host_and_port());
-        e->sqs = std::make_shared<aws::SqsClient>(*aws_http, e->creds,
+        e->sqs = std::make_shared<aws::SqsClient>(http, e->creds,
                                                   aws::SqsOptions{r.spec.region, origin});
       }
       spdlog::info("msg=\"ECR registry\" registry={} api={} credentials={}", k, e->api->endpoint(),

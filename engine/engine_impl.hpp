@@ -111,9 +111,13 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   asio::io_context& io;
   store::RecordStore& state;
   EngineOptions opts;
-  // AWS APIs (ECR, STS, container credentials) share one client on the engine's executor.
-  std::unique_ptr<registry::HttpClient> aws_http =
-      std::make_unique<registry::HttpClient>(io.get_executor(), registry::TlsOptions{});
+  // AWS APIs (ECR, STS, SQS, container credentials) on the engine's executor: one client per TLS
+  // setting (a Registry's tls.caSecretRef and tls.insecureSkipVerify apply to every endpoint Ferry
+  // calls for it), kept for the engine's life so that their pools survive reloads; by
+  // tls_signature().
+  std::map<std::string, std::unique_ptr<registry::HttpClient>> aws_http;
+  registry::HttpClient& aws_http_for(const registry::TlsOptions& tls);
+  static std::string tls_signature(const registry::TlsOptions& tls);
   std::vector<model::Resource> resources;
   model::ResourceIndex index;
   std::map<std::string, Endpoint> endpoints;  // by registry key text
@@ -191,6 +195,9 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   // ---- configuration.cpp, ledger.cpp (S3 effective times) -----------------------
 
   Endpoint endpoint_for(const model::Registry& r);
+  // The TLS settings of a Registry (verification, its CA Secret's bundle); an error when the CA
+  // Secret is missing or holds no bundle.
+  std::expected<registry::TlsOptions, std::string> tls_for(const model::Registry& r) const;
   void set_resources(std::vector<model::Resource> next);
   void update_effective_times();
   void retry_effective_times();

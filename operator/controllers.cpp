@@ -401,7 +401,10 @@ struct Manager::Impl {
                       reg.spec.credentials_secret_ref->name + secret_missing(*reg.spec.credentials_secret_ref)};
         }
       }
-      auto token = ecr_credentials(reg, s ? &*s : nullptr, in.timeout);
+      registry::TlsOptions tls;
+      tls.verify = !in.insecure_skip_verify;
+      if (!in.ca_pem.empty()) tls.ca_pems.push_back(in.ca_pem);
+      auto token = ecr_credentials(reg, s ? &*s : nullptr, in.timeout, std::move(tls));
       if (!token) return {true, false, "ECR GetAuthorizationToken for " + model::to_string(reg.key()) + ": " + token.error()};
       in.credentials = std::move(*token);
       return probe_registry(in);

@@ -151,12 +151,13 @@ boost::asio::awaitable<void> fetch_ecr_token(std::shared_ptr<registry::HttpClien
 
 std::expected<model::BasicCredentials, std::string> ecr_credentials(const model::Registry& registry,
                                                                     const model::Secret* secret,
-                                                                    std::chrono::milliseconds timeout) {
+                                                                    std::chrono::milliseconds timeout,
+                                                                    registry::TlsOptions tls) {
   auto io = std::make_shared<boost::asio::io_context>();
   registry::HttpOptions http_options;
   http_options.connect_timeout = timeout;
   http_options.io_timeout = timeout;
-  auto http = std::make_shared<registry::HttpClient>(io->get_executor(), registry::TlsOptions{}, http_options);
+  auto http = std::make_shared<registry::HttpClient>(io->get_executor(), std::move(tls), http_options);
   auto out = std::make_shared<EcrToken>(std::unexpected("GetAuthorizationToken did not finish"));
   boost::asio::co_spawn(*io, fetch_ecr_token(http, registry, secret ? std::optional(*secret) : std::nullopt, out),
                         boost::asio::detached);

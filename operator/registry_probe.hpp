@@ -10,6 +10,7 @@
 #include "reconcilers/model/resources.hpp"
 #include "reconcilers/model/secret_data.hpp"
 #include "reconcilers/status.hpp"
+#include "registry/http.hpp"
 
 namespace ferry::operator_ {
 
@@ -27,9 +28,11 @@ reconcilers::ProbeResult probe_registry(const ProbeInput& in);
 
 // An ECR registry's data-plane credentials from GetAuthorizationToken, signed with the Secret's
 // AWS keys (nullptr: the default chain): what the probe of a `type: ecr` Registry sends. An error
-// says why (credentials, the API unreachable, access denied) without any secret in it.
+// says why (credentials, the API unreachable, access denied) without any secret in it. `tls`:
+// the Registry's own TLS settings, which its ECR API and STS endpoints are called with too.
 std::expected<model::BasicCredentials, std::string> ecr_credentials(const model::Registry& registry,
                                                                     const model::Secret* secret,
-                                                                    std::chrono::milliseconds timeout);
+                                                                    std::chrono::milliseconds timeout,
+                                                                    registry::TlsOptions tls);
 
 }  // namespace ferry::operator_

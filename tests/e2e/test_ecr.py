@@ -10,23 +10,29 @@ import os
 import sys
 import time
 import unittest
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from harness import (Cluster, E2ETest, Registry, allow_statement, registry_policy, replication_config,  # noqa: E402
                      run, wait_until)
+import boto3  # noqa: E402
+from kube_control_plane import Pki  # noqa: E402
 from moto_server import KEYS, Moto  # noqa: E402
 from test_failpoints import SQS_SWEEP, SweepChecks  # noqa: E402
 
 A_ID, B_ID = "111111111111", "222222222222"
 
 
-def ecr_registry(name, registry_id, region, data_plane, moto, secret=None, poll="0", sts=None, events=None):
+def ecr_registry(name, registry_id, region, data_plane, moto, secret=None, poll="0", sts=None, events=None,
+                 ca_secret=None):
     out = (f"apiVersion: ferry.dev/v1alpha1\nkind: Registry\nmetadata: {{name: {name}}}\n"
            f"spec:\n  registryId: \"{registry_id}\"\n  region: {region}\n  type: ecr\n"
            f"  endpoint: http://{data_plane.host}\n  pollInterval: \"{poll}\"\n"
            f"  ecr:\n    apiEndpoint: {moto.url}\n")
+    if ca_secret:
+        out += f"  tls:\n    caSecretRef: {{namespace: ferry-system, name: {ca_secret}}}\n"
     if events:
         out += f"    eventsQueueUrl: {events}\n"
     if sts:
@@ -39,6 +45,22 @@ def ecr_registry(name, registry_id, region, data_plane, moto, secret=None, poll=
 def aws_secret(name, keys):
     return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ferry-system}}\n"
             "stringData:\n" + "".join(f"  {k}: \"{v}\"\n" for k, v in keys.items()))
+
+
+def ca_secret(name, pem_file):
+    with open(pem_file) as f:
+        pem = f.read()
+    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ferry-system}}\n"
+            "stringData:\n  ca.crt: |\n" + "".join(f"    {line}\n" for line in pem.splitlines()))
+
+
+def cluster_status(cluster, repo):
+    """The first destination's status of `repo`'s record in the API server, once it has settled."""
+    for r in cluster.records():
+        st = r.get("status", {}).get("replicationStatuses", [])
+        if r["spec"]["source"]["repositoryName"] == repo and st and st[0]["status"] != "IN_PROGRESS":
+            return st[0]
+    return None
 
 
 class EcrTest(E2ETest):
@@ -252,16 +274,188 @@ class EcrEventsToOci(EcrTest):
         st = self.ferry.wait_status("prod/app", "v1", expected=1, timeout=30)[(A_ID, "us-west-2")]
         self.assertEqual(st["status"], "COMPLETE", st)
         self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", img.digest))
-
-        def drained():
-            attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
-            return (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
-        wait_until(drained, 15, what="every message deleted from the queue")
+        wait_until(lambda: queue_drained(sqs, queue), 15, what="every message deleted from the queue")
         self.assertIn("via=sqs", self.ferry.process.output())
         log = self.ferry.process.output()
         self.assertIn("malformed ECR event dropped", log)
         self.assertIn("ECR event of another registry dropped", log)
         self.assertEqual(len([r for r in self.ferry.records("imagereplications")]), 1, "one push, one record")
+
+
+def queue_drained(sqs, queue):
+    attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    return (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+
+
+class ClusterEcrEventsToOci(EcrTest):
+    """Push events through SQS in cluster mode: `ferry operator` on the real API server takes an
+    ECR source's EventBridge events from moto's queue, records the push as an ImageReplication
+    object, copies it, and deletes the message only then."""
+
+    def test_operator_takes_push_events_from_sqs(self):
+        cluster = Cluster(self.workdir, self._procs)
+        self.addCleanup(lambda: cluster.operator and cluster.operator.alive() and cluster.operator.stop())
+        moto_a = self.moto(A_ID)
+        a = self.data_plane("ecr-a", A_ID, "us-east-1")
+        b = self.registry("b", A_ID, "us-west-2", notify=False)
+        sqs = moto_a.client("sqs")
+        queue = sqs.create_queue(QueueName="ecr-events", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+        cluster.apply(aws_secret("aws-a", {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                                           "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]}))
+        cluster.apply(ecr_registry("ecr-a", A_ID, "us-east-1", a, moto_a, secret="aws-a", events=queue)
+                      + "---\n" + b.resource())
+        cluster.apply(replication_config("a", a, [b]))
+        op = cluster.start_operator()
+        time.sleep(1)  # the configuration applies now (S3); events are timed in whole seconds
+        img = self.image(seed="cluster-evented")
+        img.push(a, "prod/app", tag="v1")
+        sqs.send_message(QueueUrl=queue, MessageBody=image_action(A_ID, "us-east-1", "prod/app", img.digest, "v1"))
+        st = wait_until(lambda: cluster_status(cluster, "prod/app"), 30, what="the evented push replicated")
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", img.digest))
+        wait_until(lambda: queue_drained(sqs, queue), 15, what="the message deleted from the queue")
+        self.assertIn("via=sqs", op.output())
+        self.assertEqual(len(cluster.records()), 1, "one push, one record")
+        self.assertNotIn(KEYS["AWS_SECRET_ACCESS_KEY"], op.output())
+
+
+class EcrApiTls(EcrTest):
+    """An ECR API on HTTPS under a private CA (a VPC endpoint behind a corporate proxy, a
+    partition's own CA): the Registry's tls.caSecretRef is trusted for its ECR API as for its data
+    plane; without it, verification stays on and the API is refused."""
+
+    def test_the_registrys_ca_is_trusted_for_its_ecr_api_and_nothing_else_is(self):
+        pki = Pki(os.path.join(self.workdir, "pki"))
+        crt, key = pki.issue("moto", "/CN=127.0.0.1", san="IP:127.0.0.1")
+        moto_b = Moto(B_ID, tls=(crt, key, pki.ca_crt))
+        self.addCleanup(moto_b.stop)
+        a = self.registry("a", A_ID, "us-east-1")
+        b = self.data_plane("ecr-b", B_ID, "eu-west-1")
+        self.ferry.write("secrets.yaml", aws_secret("aws-b", {"aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+                                                              "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"]})
+                         + "---\n" + ca_secret("moto-ca", pki.ca_crt))
+        self.ferry.write("regs.yaml", a.resource() + "---\n"
+                         + ecr_registry("ecr-b", B_ID, "eu-west-1", b, moto_b, secret="aws-b"))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.write("policy.yaml", registry_policy("ecr-b", b, [allow_statement(A_ID, b)]))
+        self.ferry.start()
+        self.image(seed="tls-1").push(a, "prod/app", tag="v1")
+        wait_until(lambda: "certificate verify failed" in self.ferry.process.output(), 20,
+                   what="the ECR API's certificate refused without the CA")
+        ecr_b = moto_b.client("ecr", "eu-west-1")
+        self.assertEqual(ecr_b.describe_repositories(registryId=B_ID)["repositories"], [], "nothing created")
+        self.assertIsNone(b.manifest("prod/app", "v1"))
+        # The CA named: the same Registry now reaches its API; the next push goes over.
+        self.ferry.write("regs.yaml", a.resource() + "---\n"
+                         + ecr_registry("ecr-b", B_ID, "eu-west-1", b, moto_b, secret="aws-b", ca_secret="moto-ca"))
+        wait_until(lambda: self.ferry.process.output().count("msg=\"ECR registry\"") >= 2, 20,
+                   what="the Registry reloaded with its CA")
+        self.image(seed="tls-2").push(a, "prod/app", tag="v2")
+        st = self.ferry.wait_status("prod/app", "v2", expected=1, timeout=30)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("prod/app", "v2"), a.manifest("prod/app", "v2"))
+        repos = ecr_b.describe_repositories(registryId=B_ID)["repositories"]
+        self.assertEqual([(r["repositoryName"], r["imageTagMutability"]) for r in repos], [("prod/app", "MUTABLE")])
+
+
+def documented_policy(side):
+    """The IAM policy docs/registries.md tells users to paste for an ECR `side` ("source" or
+    "destination"): the JSON block that follows "for an ECR *side*"."""
+    with open(os.path.join(HERE, "..", "..", "docs", "registries.md")) as f:
+        text = f.read()
+    after = text.split(f"for an ECR *{side}*", 1)[1]
+    return after.split("```json", 1)[1].split("```", 1)[0].strip()
+
+
+class EcrIamPolicies(EcrTest):
+    """The IAM policies of docs/registries.md, enforced: moto checks every request's signature and
+    the calling user's policies once `/moto-api/reset-auth` is set to 0. ECR to ECR across
+    accounts, the source polled and evented through SQS, with users holding exactly the documented
+    policies; then a destination user without ecr:CreateRepository is refused, and the status says
+    which action to grant."""
+
+    def user(self, moto, name, policy):
+        iam = moto.client("iam")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="ferry", PolicyDocument=policy)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+    def enforce(self, moto):
+        req = urllib.request.Request(moto.url + "/moto-api/reset-auth", data=b"0", method="POST",
+                                     headers={"Content-Type": "text/plain"})
+        self.assertEqual(urllib.request.urlopen(req, timeout=5).status, 200)
+
+    def test_the_documented_policies_are_enough_and_a_missing_action_is_named(self):
+        moto_a, moto_b = self.moto(A_ID), self.moto(B_ID)
+        a = self.data_plane("ecr-a", A_ID, "us-east-1")
+        b = self.data_plane("ecr-b", B_ID, "eu-west-1")
+        src = moto_a.client("ecr")
+        src.create_repository(repositoryName="team/api")
+        sqs = moto_a.client("sqs")
+        queue = sqs.create_queue(QueueName="ecr-events", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+        source_keys = self.user(moto_a, "ferry-source", documented_policy("source"))
+        dest_keys = self.user(moto_b, "ferry-destination", documented_policy("destination"))
+        narrow = json.loads(documented_policy("destination"))
+        narrow["Statement"][0]["Action"].remove("ecr:CreateRepository")
+        narrow_keys = self.user(moto_b, "ferry-no-create", json.dumps(narrow))
+        # ECR's own side of a push (PutImage, the EventBridge rule's SendMessage): a user that may do anything.
+        anything = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+        pusher_keys = self.user(moto_a, "pusher", anything)
+        for m in (moto_a, moto_b):
+            self.enforce(m)
+        with self.assertRaises(Exception, msg="moto enforces IAM: the test's own root keys are refused now"):
+            moto_b.client("ecr", "eu-west-1").describe_repositories()
+
+        self.ferry.write("secrets.yaml", aws_secret("aws-a", source_keys) + "---\n" + aws_secret("aws-b", dest_keys))
+        self.ferry.write("regs.yaml", ecr_registry("ecr-a", A_ID, "us-east-1", a, moto_a, secret="aws-a", poll="1s",
+                                                   events=queue)
+                         + "---\n" + ecr_registry("ecr-b", B_ID, "eu-west-1", b, moto_b, secret="aws-b"))
+        self.ferry.write("config.yaml", replication_config("a", a, [b]))
+        self.ferry.write("policy.yaml", registry_policy("ecr-b", b, [allow_statement(A_ID, b)]))
+        self.ferry.start()
+        wait_until(lambda: "poll baseline recorded" in self.ferry.process.output(), 20, what="the first poll")
+        img = self.image(seed="iam-1")
+        img.push(a, "team/api", tag="v1")
+        # ECR's side of the push: the image in moto (what DescribeImages lists) and its event.
+        source = boto_with(moto_a, pusher_keys, "ecr")
+        manifest = a.manifest("team/api", img.digest).decode()
+        source.put_image(repositoryName="team/api", imageManifest=manifest, imageTag="v1", imageDigest=img.digest,
+                         imageManifestMediaType=json.loads(manifest)["mediaType"])
+        sqs_user = boto_with(moto_a, pusher_keys, "sqs")
+        sqs_user.send_message(QueueUrl=queue, MessageBody=image_action(A_ID, "us-east-1", "team/api", img.digest, "v1"))
+        st = self.ferry.wait_status("team/api", "v1", expected=1, timeout=30)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "COMPLETE", st)
+        self.assertEqual(b.manifest("team/api", "v1"), manifest.encode())
+        dest = boto_with(moto_b, dest_keys, "ecr", "eu-west-1").describe_repositories()["repositories"]
+        self.assertEqual([(r["repositoryName"], r["imageTagMutability"]) for r in dest], [("team/api", "MUTABLE")])
+        wait_until(lambda: queue_drained(sqs_user, queue), 15, what="the event deleted with the source user's keys")
+        self.assertEqual(len(self.ferry.records("imagereplications")), 1, "polled and evented: one push, one record")
+        self.assertNotIn("AccessDenied", self.ferry.process.output())
+
+        # The destination user without ecr:CreateRepository: the next new repository is refused,
+        # and the status names the action.
+        self.ferry.write("secrets.yaml", aws_secret("aws-a", source_keys) + "---\n" + aws_secret("aws-b", narrow_keys))
+        wait_until(lambda: self.ferry.process.output().count("msg=\"ECR registry\"") >= 3, 20,
+                   what="the destination's new keys taken")
+        source.create_repository(repositoryName="team/web")
+        img2 = self.image(seed="iam-2")
+        img2.push(a, "team/web", tag="v1")
+        manifest2 = a.manifest("team/web", img2.digest).decode()
+        source.put_image(repositoryName="team/web", imageManifest=manifest2, imageTag="v1", imageDigest=img2.digest,
+                         imageManifestMediaType=json.loads(manifest2)["mediaType"])
+        sqs_user.send_message(QueueUrl=queue, MessageBody=image_action(A_ID, "us-east-1", "team/web", img2.digest, "v1"))
+        st = self.ferry.wait_status("team/web", "v1", expected=1, timeout=60)[(B_ID, "eu-west-1")]
+        self.assertEqual(st["status"], "FAILED", st)
+        self.assertIn("ecr:CreateRepository", st.get("message", ""), st)
+        self.assertIsNone(b.manifest("team/web", "v1"))
+        for keys in (source_keys, dest_keys, narrow_keys):
+            self.assertNotIn(keys["aws_secret_access_key"], self.ferry.process.output())
+
+
+def boto_with(moto, keys, service, region="us-east-1"):
+    return boto3.client(service, region_name=region, endpoint_url=moto.url, verify=moto.ca,
+                        aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"])
 
 
 class EcrEventsFailpoints(SweepChecks, EcrTest):
@@ -285,10 +479,6 @@ class EcrEventsFailpoints(SweepChecks, EcrTest):
         self.ferry.start()  # a clean first start: the configuration takes effect (S3)
         self.assertEqual(self.ferry.stop(), 0)
         time.sleep(1)  # events are timed in whole seconds
-
-        def drained():
-            attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
-            return (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
         for i, (point, n) in enumerate(SQS_SWEEP):
             with self.subTest(point=point, n=n):
                 repo = f"sweep/p{i}"
@@ -303,7 +493,7 @@ class EcrEventsFailpoints(SweepChecks, EcrTest):
                     st = self.ferry.wait_status(repo, "v1", expected=1, timeout=30)[(A_ID, "us-west-2")]
                     self.assertEqual(st["status"], "COMPLETE", st)
                     self.assertEqual(b.manifest(repo, "v1"), a.manifest(repo, img.digest))
-                    wait_until(drained, 20, what="the event leaving the queue")
+                    wait_until(lambda: queue_drained(sqs, queue), 20, what="the event leaving the queue")
                     time.sleep(3)  # past the visibility timeout: a second copy would have started
                     records = [r for r in self.ferry.records("imagereplications")
                                if r["spec"]["source"]["repositoryName"] == repo]
@@ -365,13 +555,7 @@ class ClusterOciToEcr(EcrTest):
         cluster.kubectl("wait", "--for=condition=Ready", "registry/ecr-b", "--timeout=30s")
         self.image(seed="cluster-ecr").push(a, "prod/app")
 
-        def done():
-            for r in cluster.records():
-                st = r.get("status", {}).get("replicationStatuses", [])
-                if r["spec"]["source"]["repositoryName"] == "prod/app" and st and st[0]["status"] != "IN_PROGRESS":
-                    return st[0]
-            return None
-        st = wait_until(done, 30, what="the replication into ECR")
+        st = wait_until(lambda: cluster_status(cluster, "prod/app"), 30, what="the replication into ECR")
         self.assertEqual(st["status"], "COMPLETE", st)
         self.assertEqual(b.manifest("prod/app", "v1"), a.manifest("prod/app", "v1"))
         repo = moto_b.client("ecr", "eu-west-1").describe_repositories(registryId=B_ID)["repositories"]
