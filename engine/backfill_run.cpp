@@ -176,7 +176,8 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::list_
     co_return std::expected<void, std::string>{};
   }
   auto copier_now = copier;
-  auto& client = copier_now->client(ep.host, registry::Side::Source);
+  const auto source = copier_now->client(ep.host, registry::Side::Source);
+  auto& client = *source;
   auto repos = co_await client.catalog(1000);
   if (!repos) co_return std::unexpected("catalog of " + ep.host + ": " + repos.error().to_string());
   std::erase_if(*repos, [&](const std::string& r) {
@@ -250,8 +251,9 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::submi
     auto copier_now = copier;
     // "Already there": the tag names the same digest at the destination (a digest there under
     // another tag is not: the tag is still copied, its blobs skipped by the copier).
-    auto head = co_await copier_now->client(ep->second.host, registry::Side::Destination)
-                    .head_manifest(item.repository, item.tag.empty() ? item.digest : item.tag);
+    const auto destination = copier_now->client(ep->second.host, registry::Side::Destination);
+    auto head =
+        co_await destination->head_manifest(item.repository, item.tag.empty() ? item.digest : item.tag);
     if (!head) co_return std::unexpected(head.error().to_string());
     run = find_backfill(name);
     if (!run || i >= run->items.size()) co_return std::expected<void, std::string>{};

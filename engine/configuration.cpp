@@ -78,7 +78,7 @@ Endpoint ReplicationEngine::Impl::endpoint_for(const model::Registry& r) {
   }
   e.max_copies = static_cast<std::size_t>(std::max<std::int64_t>(0, r.spec.limits.max_concurrent_copies));
   if (r.spec.credentials_secret_ref &&
-      r.spec.type != model::RegistryType::Ecr) {  // ECR: a token (rebuild_copier)
+      r.spec.type != model::RegistryType::Ecr) {  // ECR: a token (update_copier)
     const auto& ref = *r.spec.credentials_secret_ref;
     const model::Secret* s = index.secret(ref);
     if (!s) {
@@ -118,16 +118,17 @@ void ReplicationEngine::Impl::set_resources(std::vector<model::Resource> next) {
     }
     m->latency_for(r.metadata.name);
   }
-  rebuild_copier();
+  update_copier();
   update_effective_times();
   restart_polling();
   update_backfills();
   if (started) pump();
 }
 
-// The copier sees every registry's connection settings, ECR tokens included; rebuilt when
-// the resources or a token change (copies in flight keep the copier they started with).
-void ReplicationEngine::Impl::rebuild_copier() {
+// The copier sees every registry's connection settings, ECR tokens included: made once, its table
+// swapped when the resources or a token change. Clients whose settings did not change are kept
+// with their connection pools and tokens; copies in flight keep the clients they started with.
+void ReplicationEngine::Impl::update_copier() {
   std::map<std::string, registry::RegistryConfig> by_host;
   for (const auto& [k, e] : endpoints) {
     auto config = e.config;
@@ -137,21 +138,23 @@ void ReplicationEngine::Impl::rebuild_copier() {
     }
     by_host[e.host] = std::move(config);
   }
+  registry::ConfigResolver table = [by_host](const std::string& host, registry::Side) {
+    auto it = by_host.find(host);
+    if (it != by_host.end()) return it->second;
+    registry::RegistryConfig c;
+    c.host = host;
+    return c;
+  };
+  if (copier) {
+    copier->set_resolver(std::move(table));
+    return;
+  }
   registry::CopyOptions options;
   // ferry_bytes_copied_total: each committed blob once (the counter lives as long as `metrics`).
   options.on_blob_committed = [metrics = m, counter = &bytes](std::uint64_t n) {
     counter->Increment(static_cast<double>(n));
   };
-  copier = std::make_shared<registry::Copier>(
-      io.get_executor(),
-      [by_host](const std::string& host, registry::Side) {
-        auto it = by_host.find(host);
-        if (it != by_host.end()) return it->second;
-        registry::RegistryConfig c;
-        c.host = host;
-        return c;
-      },
-      std::move(options));
+  copier = std::make_shared<registry::Copier>(io.get_executor(), std::move(table), std::move(options));
 }
 
 }  // namespace ferry::engine

@@ -36,7 +36,8 @@ std::optional<std::pair<std::string, std::string>> permanent_source_failure(
 
 asio::awaitable<registry::Result<bool>> ReplicationEngine::Impl::repository_exists(
     registry::Copier& c, const Endpoint& ep, const std::string& repo) {
-  auto tags = co_await c.client(ep.host, registry::Side::Destination).tags(repo, 1000);
+  const auto destination = c.client(ep.host, registry::Side::Destination);
+  auto tags = co_await destination->tags(repo, 1000);
   if (tags) co_return true;
   if (tags.error().http_status == 404) co_return false;
   co_return std::unexpected(tags.error());
@@ -120,7 +121,6 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
       co_return;
     }
   }
-  copier_now = copier;
   // An ECR destination: the repository as ECR has it, created first when absent (ECR does not
   // create repositories on push); S13 follows ECR's own mutability setting.
   const bool dest_ecr = ecr_of(dest) != nullptr;
@@ -148,8 +148,8 @@ asio::awaitable<void> ReplicationEngine::Impl::replicate(std::string name, Regis
     const model::Repository* settings =
         ecr_settings ? &*ecr_settings : repository_settings(dest, src.repository_name);
     if (model::tag_immutable(settings, src.image_tag)) {
-      auto head = co_await copier_now->client(dst_ep.host, registry::Side::Destination)
-                      .head_manifest(src.repository_name, src.image_tag);
+      const auto destination = copier_now->client(dst_ep.host, registry::Side::Destination);
+      auto head = co_await destination->head_manifest(src.repository_name, src.image_tag);
       if (!head) {
         co_await retry_or_fail(name, dest, failure(head.error()));
         co_return;

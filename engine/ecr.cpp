@@ -89,7 +89,7 @@ asio::awaitable<std::expected<void, Failure>> ReplicationEngine::Impl::ecr_ready
   if (!token) co_return std::unexpected(failure(token.error()));
   e->token = std::move(*token);
   spdlog::info("msg=\"ECR authorization token obtained\" registry={}", key_text(k));
-  if (ecr_of(k) == e) rebuild_copier();
+  if (ecr_of(k) == e) update_copier();
   co_return std::expected<void, Failure>{};
 }
 

@@ -294,7 +294,7 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
 
   std::shared_ptr<Ecr> ecr_of(const RegistryKey& k) const;
   void update_ecr_registries();
-  void rebuild_copier();
+  void update_copier();
   asio::awaitable<std::expected<void, Failure>> ecr_ready(RegistryKey k);
   void ecr_unauthorized(const RegistryKey& k);
   // ecr_events.cpp: EventBridge "ECR Image Action" events from the registry's SQS queue.

@@ -75,7 +75,8 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
     }
     repositories = names.size();
   } else {
-    auto& client = copier_now->client(ep.host, registry::Side::Source);
+    const auto source = copier_now->client(ep.host, registry::Side::Source);
+    auto& client = *source;
     auto repos = co_await client.catalog(1000);
     if (!repos) {
       spdlog::warn("msg=\"poll failed\" registry={} error=\"{}\"", key_text(reg),

@@ -68,8 +68,8 @@ asio::awaitable<void> ReplicationEngine::Impl::follow_referrers_of(RegistryKey s
   const std::string host = ep->second.host;
   if (auto ready = co_await ecr_ready(src_key); !ready) co_return;
   auto copier_now = copier;
-  auto refs =
-      co_await copier_now->client(host, registry::Side::Source).referrers(repository, digest);
+  const auto source = copier_now->client(host, registry::Side::Source);
+  auto refs = co_await source->referrers(repository, digest);
   if (!refs) {
     spdlog::warn("msg=\"cannot list referrers\" registry={} repository={} digest={} error=\"{}\"",
                  key_text(src_key), repository, digest, refs.error().to_string());

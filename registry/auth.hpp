@@ -16,6 +16,7 @@ struct Credentials {
   std::string password;
   std::string identity_token;  // docker config "identitytoken": an OAuth2 refresh token
   bool empty() const { return username.empty() && password.empty() && identity_token.empty(); }
+  bool operator==(const Credentials&) const = default;
 };
 
 struct Challenge {

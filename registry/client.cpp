@@ -33,6 +33,11 @@ std::string pct_digest(const std::string& digest) {
 
 }  // namespace
 
+bool RegistryClient::same_connection(const RegistryConfig& a, const RegistryConfig& b) {
+  return a.host == b.host && a.plain_http == b.plain_http && a.tls == b.tls && a.credentials == b.credentials &&
+         a.retry == b.retry && a.http == b.http && a.user_agent == b.user_agent && a.limiter == b.limiter;
+}
+
 RegistryClient::RegistryClient(asio::any_io_executor ex, RegistryConfig config)
     : ex_(ex), config_(std::move(config)), http_(ex, config_.tls, config_.http) {}
 

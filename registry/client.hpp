@@ -75,6 +75,12 @@ class RegistryClient {
   ~RegistryClient();
   const std::string& host() const { return config_.host; }
   const RegistryConfig& config() const { return config_; }
+  // Whether a client made with `a` can serve `b` as it is: the same host, scheme, TLS,
+  // credentials, timeouts, retry policy, user agent and limiter. Only the response callback may
+  // differ; retune() takes it.
+  static bool same_connection(const RegistryConfig& a, const RegistryConfig& b);
+  // Takes `next`'s response callback; everything else must be same_connection().
+  void retune(const RegistryConfig& next) { config_.on_response = next.on_response; }
 
   // GET /v2/: reachable, speaks the distribution API, and learns the auth challenge.
   Task<Result<void>> ping();

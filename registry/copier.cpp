@@ -210,7 +210,7 @@ struct Copier::Impl {
   CopyStats stats;
   Gate blob_gate;
   Gate image_gate;
-  std::map<std::pair<int, std::string>, std::unique_ptr<RegistryClient>> clients;
+  std::map<std::pair<int, std::string>, std::shared_ptr<RegistryClient>> clients;
   std::map<std::string, std::shared_ptr<BlobState>> blobs;       // key: destination host + digest
   std::map<std::string, std::shared_ptr<BlobState>> repo_blobs;  // key: host + repository + digest
   std::mt19937_64 rng{std::random_device{}()};
@@ -219,13 +219,26 @@ struct Copier::Impl {
       : ex(e), resolver(std::move(r)), options(o), blob_gate(e, o.max_parallel_blobs),
         image_gate(e, o.max_parallel_images) {}
 
-  RegistryClient& client(const std::string& host, Side side) {
+  std::shared_ptr<RegistryClient> client(const std::string& host, Side side) {
     auto key = std::make_pair(static_cast<int>(side), host);
     auto it = clients.find(key);
     if (it == clients.end()) {
-      it = clients.emplace(key, std::make_unique<RegistryClient>(ex, resolver(host, side))).first;
+      it = clients.emplace(key, std::make_shared<RegistryClient>(ex, resolver(host, side))).first;
     }
-    return *it->second;
+    return it->second;
+  }
+
+  void set_resolver(ConfigResolver r) {
+    resolver = std::move(r);
+    for (auto it = clients.begin(); it != clients.end();) {
+      const auto next = resolver(it->first.second, static_cast<Side>(it->first.first));
+      if (RegistryClient::same_connection(it->second->config(), next)) {
+        it->second->retune(next);
+        ++it;
+      } else {
+        it = clients.erase(it);
+      }
+    }
   }
 
   static bool same_registry(const RegistryClient& a, const RegistryClient& b) {
@@ -425,8 +438,10 @@ struct Copier::Impl {
       if (!r->tag.empty() && !valid_tag(r->tag)) co_return fail(ErrorKind::InvalidReference, "invalid tag '" + r->tag + "'");
       if (r->tag.empty() && r->digest.empty()) co_return fail(ErrorKind::InvalidReference, "reference without tag or digest");
     }
-    auto& src = client(source.registry, Side::Source);
-    auto& dst = client(destination.registry, Side::Destination);
+    const auto src_client = client(source.registry, Side::Source);
+    const auto dst_client = client(destination.registry, Side::Destination);
+    auto& src = *src_client;
+    auto& dst = *dst_client;
 
     // Phase 1: read and verify the whole manifest tree before writing anything.
     auto top = co_await src.get_manifest(source.repository, source.identifier());
@@ -517,7 +532,8 @@ Copier::Copier(asio::any_io_executor ex, ConfigResolver resolver, CopyOptions op
 Copier::~Copier() = default;
 
 const CopyStats& Copier::stats() const { return impl_->stats; }
-RegistryClient& Copier::client(const std::string& host, Side side) { return impl_->client(host, side); }
+std::shared_ptr<RegistryClient> Copier::client(const std::string& host, Side side) { return impl_->client(host, side); }
+void Copier::set_resolver(ConfigResolver resolver) { impl_->set_resolver(std::move(resolver)); }
 
 Task<Result<CopyResult>> Copier::copy(Reference source, Reference destination,
                                       std::function<void()> manifest_written, Lane lane) {

@@ -74,7 +74,13 @@ class Copier {
   Task<std::vector<Result<CopyResult>>> copy_all(std::vector<CopyJob> jobs);
 
   const CopyStats& stats() const;
-  RegistryClient& client(const std::string& host, Side side);
+  // The client for (host, side), made from the resolver on first use and kept: its connections
+  // and tokens serve every later copy. Callers hold the pointer for as long as they use it.
+  std::shared_ptr<RegistryClient> client(const std::string& host, Side side);
+  // A new table of registries (a reload): clients whose settings are unchanged are kept, with
+  // their pools and tokens; the others are dropped and made again on next use. Copies in flight
+  // finish on the clients they started with.
+  void set_resolver(ConfigResolver resolver);
 
   struct Impl;
 

@@ -33,12 +33,14 @@ struct TlsOptions {
   bool verify = true;                  // certificate chain and host name; off only by explicit opt-in
   std::vector<std::string> ca_files;   // PEM bundles trusted in addition to the system CAs
   std::vector<std::string> ca_pems;    // the same, given as PEM text (e.g. from a Secret)
+  bool operator==(const TlsOptions&) const = default;
 };
 
 struct HttpOptions {
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds io_timeout{60'000};  // per read/write operation
   std::size_t max_idle_per_host = 32;
+  bool operator==(const HttpOptions&) const = default;
 };
 
 struct Url {

@@ -12,6 +12,7 @@ struct RetryPolicy {
   std::chrono::milliseconds base_delay{100};
   std::chrono::milliseconds max_delay{10'000};        // per wait, Retry-After included
   std::chrono::milliseconds max_total{120'000};       // all waits together
+  bool operator==(const RetryPolicy&) const = default;
 };
 
 // 408, 429 and 5xx except 501/505 (which no retry will fix).

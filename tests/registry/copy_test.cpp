@@ -322,6 +322,60 @@ TEST(Copy, BearerTokensFromTokenServer) {
   EXPECT_EQ(anon.error().kind, ErrorKind::Unauthorized) << anon.error().to_string();
 }
 
+// A reload swaps the copier's table of registries (the engine keeps one Copier): a client whose
+// settings did not change is kept, with its connections and tokens; a copy in flight finishes
+// on the client it started with; the new table applies to the next copy.
+TEST(Copy, ANewTableKeepsUnchangedClientsAndLetsCopiesInFlightFinish) {
+  ferry::testing::TokenServer tokens("carol:t0ken-pass");
+  RegistryOptions opts{.token_realm = tokens.realm(), .token_rootcert = tokens.cert_file()};
+  Registry src(opts);
+  Registry dst(opts);
+  const std::string creds = "--dest-tls-verify=false --dest-creds carol:t0ken-pass";
+  build_and_push("image", {"--seed", "swap-1", "--layers", "3", "--layer-bytes", "65536"}, src.host() + "/sw/a:v1", creds);
+  build_and_push("image", {"--seed", "swap-2", "--layers", "3", "--layer-bytes", "65536"}, src.host() + "/sw/b:v1", creds);
+  auto good = plain("");
+  good.credentials = {.username = "carol", .password = "t0ken-pass", .identity_token = {}};
+  auto wrong = good;
+  wrong.credentials.password = "rotated-away";
+
+  asio::io_context io;
+  Copier copier(io.get_executor(), both(good, good));
+  auto copy = [&](const std::string& repo, std::optional<Result<CopyResult>>& out) {
+    asio::co_spawn(io, copier.copy(image_ref(src.host() + "/" + repo + ":v1"), image_ref(dst.host() + "/" + repo + ":v1")),
+                   [&out](std::exception_ptr e, Result<CopyResult> r) {
+                     if (e) std::rethrow_exception(e);
+                     out.emplace(std::move(r));
+                   });
+  };
+  std::optional<Result<CopyResult>> first;
+  copy("sw/a", first);
+  io.run();
+  io.restart();
+  ASSERT_TRUE(first && *first) << (first ? first->error().to_string() : "not run");
+  const auto kept = copier.client(dst.host(), Side::Destination);
+  copier.set_resolver(both(good, good));
+  EXPECT_EQ(copier.client(dst.host(), Side::Destination), kept) << "same settings: the same client, its token kept";
+
+  std::optional<Result<CopyResult>> in_flight;
+  copy("sw/b", in_flight);
+  while (!in_flight && copier.stats().blobs_copied < 5) io.run_one();  // sw/b's first blob is in
+  ASSERT_FALSE(in_flight) << "the copy must still be running when the table changes";
+  copier.set_resolver(both(good, wrong));
+  EXPECT_NE(copier.client(dst.host(), Side::Destination), kept) << "other credentials: a new client";
+  io.run();
+  io.restart();
+  ASSERT_TRUE(in_flight && *in_flight) << (in_flight ? in_flight->error().to_string() : "not run");
+  expect_same_raw(src.host() + "/sw/b:v1", dst.host() + "/sw/b:v1", "--tls-verify=false --creds carol:t0ken-pass",
+                  "--tls-verify=false --creds carol:t0ken-pass");
+
+  std::optional<Result<CopyResult>> after;
+  copy("sw/a", after);  // with the new table's wrong password
+  io.run();
+  ASSERT_TRUE(after);
+  ASSERT_FALSE(*after);
+  EXPECT_EQ(after->error().kind, ErrorKind::Unauthorized) << after->error().to_string();
+}
+
 // ---- faults through tests/support/fault_proxy.py
 
 class Faults : public ::testing::Test {
