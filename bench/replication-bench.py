@@ -4,6 +4,12 @@ N small pushes (p50, p99), and one resync of R repositories × T tags with nothi
 Ferry's memory. Real docker-registry processes on loopback, skopeo pushing, the real `ferry run`.
 
   bench/replication-bench.py [--pushes 200] [--repos 1000] [--tags 10] [--cluster-pushes 50]
+                             [--burst 1000] [--burst-destinations 3]
+
+--burst N (0 skips it) pushes N tiny distinct images as fast as one keep-alive connection can PUT
+them (the registry notifies Ferry of each) to a source with --burst-destinations destinations,
+and reports when the last copy was COMPLETE relative to the last push (target: within 10 s) and
+Ferry's CPU per image-destination.
 
 --cluster-pushes N (0 skips it) repeats the latency measurement in cluster mode: `ferry operator`
 against a real kube-apiserver and etcd (tests/support/kube_control_plane.py, binaries from
@@ -47,6 +53,20 @@ def rss_kib(pid):
                 k, v = line.split(":")
                 out[k] = int(v.split()[0])
     return out
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_jiffies():
+    """(busy, total) jiffies of all CPUs from /proc/stat: busy is everything but idle and iowait."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
 
 
 def percentile(values, p):
@@ -156,6 +176,51 @@ def populate(registry, repos, tags):
     conn.close()
 
 
+def burst_bench(work, pushes, destinations):
+    ferry = Ferry(os.path.join(work, "burst"))
+    os.makedirs(ferry.workdir, exist_ok=True)
+    a = Registry(ferry.workdir, "a", "111111111111", "us-east-1", ferry.url)
+    regions = ["us-west-2", "eu-west-1", "ap-south-1", "sa-east-1", "ca-central-1"][:destinations]
+    ds = [Registry(ferry.workdir, f"d{i}", "111111111111", region, None) for i, region in enumerate(regions)]
+    procs = [a.process] + [d.process for d in ds]
+    try:
+        ferry.write("regs.yaml", "---\n".join([a.resource()] + [d.resource() for d in ds]))
+        ferry.write("config.yaml", replication_config("a", a, ds))
+        ferry.start()
+        time.sleep(1)  # the configuration applies from now on (S3)
+        cpu0, t0, m0 = cpu_seconds(ferry.process.pid), time.time(), machine_jiffies()
+        populate(a, 1, pushes)
+        last_push = time.time()
+        want = f"{destinations}/{destinations}"
+
+        def settled():
+            recs = [r for r in ferry.records("imagereplications")
+                    if r["spec"]["source"].get("imageTag", "").startswith("t")]
+            done = [r for r in recs if r.get("status", {}).get("progress") == want]
+            return done if len(done) >= pushes else None
+        recs = wait_until(settled, 600, interval=2, what=f"{pushes} pushes × {destinations} destinations")
+        cpu = cpu_seconds(ferry.process.pid) - cpu0
+        m1 = machine_jiffies()
+        busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
+        statuses = [st for r in recs for st in r["status"]["replicationStatuses"]]
+        last = max(ts(st["completedAt"]) for st in statuses)
+        mem = rss_kib(ferry.process.pid)
+        # Where the time goes: the registry's notification to the record (intake), the record to
+        # its last destination COMPLETE (copies).
+        intake = [ts(r["metadata"]["creationTimestamp"]) - ts(r["spec"]["source"]["pushedAt"]) for r in recs]
+        copies = [max(ts(st["completedAt"]) for st in r["status"]["replicationStatuses"])
+                  - ts(r["metadata"]["creationTimestamp"]) for r in recs]
+        return {"pushes": pushes, "destinations": destinations, "push_s": last_push - t0, "machine_busy": busy,
+                "intake_p50": percentile(intake, 50), "intake_max": max(intake),
+                "copies_p50": percentile(copies, 50), "copies_max": max(copies),
+                "after_last_push_s": last - last_push, "complete": sum(st["status"] == "COMPLETE" for st in statuses),
+                "cpu_ms_per_copy": cpu * 1000 / (pushes * destinations), "peak_kib": mem["VmHWM"]}
+    finally:
+        ferry.stop()
+        for p in procs:
+            p.stop()
+
+
 def resync_bench(work, repos, tags):
     ferry = Ferry(os.path.join(work, "resync"))
     os.makedirs(ferry.workdir, exist_ok=True)
@@ -190,27 +255,39 @@ def main():
     p.add_argument("--repos", type=int, default=1000)
     p.add_argument("--tags", type=int, default=10)
     p.add_argument("--cluster-pushes", type=int, default=50)
+    p.add_argument("--burst", type=int, default=1000)
+    p.add_argument("--burst-destinations", type=int, default=3)
     args = p.parse_args()
     if not os.path.exists(harness.FERRY):
         sys.exit(f"{harness.FERRY} not built: run scripts/build.sh --target ferry (or set FERRY_BINARY)")
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as work:
-        lat = latency_bench(work, args.pushes)
-        print(f"push→COMPLETE latency over {lat['pushes']} pushes (notifications, loopback): "
-              f"p50 {lat['p50'] * 1000:.0f} ms (target < 500), p99 {lat['p99'] * 1000:.0f} ms (target < 2000), "
-              f"max {lat['max'] * 1000:.0f} ms")
-        print(f"ferry RSS: idle {lat['idle_rss_kib'] / 1024:.1f} MiB (target < 40), after the pushes "
-              f"{lat['rss_after_kib'] / 1024:.1f} MiB, peak {lat['peak_kib'] / 1024:.1f} MiB")
+        lat = latency_bench(work, args.pushes) if args.pushes > 0 else None
+        if lat:
+            print(f"push→COMPLETE latency over {lat['pushes']} pushes (notifications, loopback): "
+                  f"p50 {lat['p50'] * 1000:.0f} ms (target < 500), p99 {lat['p99'] * 1000:.0f} ms (target < 2000), "
+                  f"max {lat['max'] * 1000:.0f} ms")
+            print(f"ferry RSS: idle {lat['idle_rss_kib'] / 1024:.1f} MiB (target < 40), after the pushes "
+                  f"{lat['rss_after_kib'] / 1024:.1f} MiB, peak {lat['peak_kib'] / 1024:.1f} MiB")
         if args.cluster_pushes > 0:
             cl = cluster_latency_bench(work, args.cluster_pushes)
             print(f"cluster mode (ferry operator, kube-apiserver + etcd): push→COMPLETE over "
                   f"{cl['pushes']} pushes p50 {cl['p50'] * 1000:.0f} ms (target < 150), p99 {cl['p99'] * 1000:.0f} ms "
                   f"(target < 500), max {cl['max'] * 1000:.0f} ms; API writes per push {cl['writes_per_push']:.1f}; "
                   f"operator RSS idle {cl['idle_rss_kib'] / 1024:.1f} MiB, peak {cl['peak_kib'] / 1024:.1f} MiB")
-        rs = resync_bench(work, args.repos, args.tags)
-        print(f"resync of {rs['repos']} repositories × {args.tags} tags ({rs['tags']} tags seen), nothing to copy: "
-              f"{rs['resync_s']:.2f} s (target < 10), new pushes found {rs['new']}; first poll (baseline) "
-              f"{rs['baseline_s']:.2f} s; ferry RSS {rs['rss_kib'] / 1024:.1f} MiB, peak {rs['peak_kib'] / 1024:.1f} MiB; "
-              f"repositories copied {len(rs['copied'])} (expected 0)")
+        if args.burst > 0:
+            bu = burst_bench(work, args.burst, args.burst_destinations)
+            print(f"burst of {bu['pushes']} pushes in {bu['push_s']:.1f} s × {bu['destinations']} destinations: "
+                  f"{bu['complete']} of {bu['pushes'] * bu['destinations']} COMPLETE, the last "
+                  f"{bu['after_last_push_s']:.1f} s after the last push (target ≤ 10); ferry CPU "
+                  f"{bu['cpu_ms_per_copy']:.2f} ms per image-destination, peak RSS {bu['peak_kib'] / 1024:.1f} MiB; "
+                  f"push→record p50 {bu['intake_p50']:.2f} s max {bu['intake_max']:.2f} s, record→COMPLETE p50 "
+                  f"{bu['copies_p50']:.2f} s max {bu['copies_max']:.2f} s; machine busy {bu['machine_busy'] * 100:.0f} %")
+        rs = resync_bench(work, args.repos, args.tags) if args.repos > 0 else None
+        if rs:
+            print(f"resync of {rs['repos']} repositories × {args.tags} tags ({rs['tags']} tags seen), nothing to "
+                  f"copy: {rs['resync_s']:.2f} s (target < 10), new pushes found {rs['new']}; first poll (baseline) "
+                  f"{rs['baseline_s']:.2f} s; ferry RSS {rs['rss_kib'] / 1024:.1f} MiB, peak "
+                  f"{rs['peak_kib'] / 1024:.1f} MiB; repositories copied {len(rs['copied'])} (expected 0)")
 
 
 if __name__ == "__main__":
