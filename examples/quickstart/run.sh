@@ -39,7 +39,7 @@ for reg in qs-acct-a-us-east-1 qs-acct-a-us-west-2 qs-acct-b-eu-west-1; do
     timeout: 2s
     threshold: 3
     backoff: 250ms
-    ignoredmediatypes: [application/octet-stream]"
+    ignore: {mediatypes: [application/octet-stream], actions: [pull]}"
   fi
   cat > "$work/$reg/config.yml" <<YAML
 version: 0.1

@@ -916,7 +916,8 @@ class ApplyTest(ClusterTestCase):
             endpoint = config["notifications"]["endpoints"][0]
             self.assertRegex(endpoint["url"], r"/registry-events/[a-z0-9-]+$")
             self.assertTrue(endpoint["headers"]["Authorization"][0].startswith("Bearer "))
-            self.assertIn("application/octet-stream", endpoint["ignoredmediatypes"])
+            self.assertIn("application/octet-stream", endpoint["ignore"]["mediatypes"])
+            self.assertIn("pull", endpoint["ignore"]["actions"], "Ferry's own reads would queue before pushes")
             self.assertEqual(config["version"], 0.1)
 
 

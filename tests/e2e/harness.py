@@ -106,7 +106,9 @@ class Registry:
                 "  endpoints:",
                 f"  - name: ferry\n    url: {notify_url}/registry-events/{name}{headers}",
                 "    timeout: 2s\n    threshold: 3\n    backoff: 250ms",
-                "    ignoredmediatypes: [application/octet-stream]",
+                # Manifest pushes only: without `actions: [pull]` every manifest GET Ferry makes
+                # is an event too, queued in the same serial sink (docs/registries.md).
+                "    ignore: {mediatypes: [application/octet-stream], actions: [pull]}",
             ]
         cfg = os.path.join(self.dir, "config.yml")
         with open(cfg, "w") as f:
