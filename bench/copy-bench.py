@@ -4,7 +4,8 @@ docker-registry 2.8 and on distribution v3, medians over --rounds rounds. One co
 
   python3 bench/copy-bench.py [--json FILE] [--registry dist2|dist3|both] [--rounds 3]
       [--workloads W1,W2,W3] [--big-mib 256] [--fleet-images 50] [--fleet-repos 10]
-      [--base-mib 20] [--unique-kib 512] [--index-layer-mib 8] [--ferry PATH] [--keep]
+      [--base-mib 20] [--unique-kib 512] [--index-layer-mib 8] [--ferry PATH] [--ferry-args ARGS]
+      [--keep]
 
 Ferry is $FERRY / --ferry, else a Release build in build-bench/ (built here when missing). crane,
 regsync and distribution v3 (`registry-v3`) come from $FERRY_PEERS_BIN (default
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -213,6 +215,7 @@ class Bench:
                     break
             else:
                 die(f"distribution v3 ({peers}/registry-v3) is missing: {hint}")
+        self.ferry_args = a.ferry_args
         self.ferry = a.ferry or os.environ.get("FERRY")
         if not self.ferry:
             self.ferry = os.path.join(ROOT, "build-bench", "operator", "ferry")
@@ -287,7 +290,7 @@ class Bench:
 
     def commands(self, workload, tool, src, dst):
         s, d = src.host, dst.host
-        ferry = [self.ferry, "copy", "--src-insecure", "--dest-insecure", "-q"]
+        ferry = [self.ferry, "copy", "--src-insecure", "--dest-insecure", "-q"] + shlex.split(self.ferry_args)
         sk = ["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests"]
         crane = [self.crane, "copy", "--insecure"]
         repo, tag = self.images(workload)[0]
@@ -487,6 +490,7 @@ def main():
     p.add_argument("--unique-kib", type=int, default=512)
     p.add_argument("--index-layer-mib", type=int, default=8)
     p.add_argument("--ferry", help="ferry binary (default $FERRY, else build-bench/operator/ferry)")
+    p.add_argument("--ferry-args", default="", help="more `ferry copy` flags, e.g. \"--jobs 32 --blob-jobs 16\"")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     a = p.parse_args()
