@@ -79,6 +79,7 @@ class Event {
     set_ = true;
     timer_.cancel();
   }
+  bool is_set() const { return set_; }
 
  private:
   asio::steady_timer timer_;
@@ -230,6 +231,11 @@ struct Copier::Impl {
 
   void set_resolver(ConfigResolver r) {
     resolver = std::move(r);
+    // What earlier copies placed is forgotten (a repository may have been deleted at a
+    // destination meanwhile, and the maps must not grow for the engine's whole life); blobs
+    // still being placed stay, so that the images waiting for them keep waiting.
+    std::erase_if(blobs, [](const auto& kv) { return kv.second->done.is_set(); });
+    std::erase_if(repo_blobs, [](const auto& kv) { return kv.second->done.is_set(); });
     for (auto it = clients.begin(); it != clients.end();) {
       const auto next = resolver(it->first.second, static_cast<Side>(it->first.first));
       if (RegistryClient::same_connection(it->second->config(), next)) {

@@ -79,7 +79,8 @@ class Copier {
   std::shared_ptr<RegistryClient> client(const std::string& host, Side side);
   // A new table of registries (a reload): clients whose settings are unchanged are kept, with
   // their pools and tokens; the others are dropped and made again on next use. Copies in flight
-  // finish on the clients they started with.
+  // finish on the clients they started with. Blobs placed by earlier copies are forgotten (the
+  // next copy asks the destination again), as a new Copier would.
   void set_resolver(ConfigResolver resolver);
 
   struct Impl;
