@@ -229,13 +229,26 @@ struct Copier::Impl {
     return it->second;
   }
 
-  void set_resolver(ConfigResolver r) {
-    resolver = std::move(r);
-    // What earlier copies placed is forgotten (a repository may have been deleted at a
-    // destination meanwhile, and the maps must not grow for the engine's whole life); blobs
-    // still being placed stay, so that the images waiting for them keep waiting.
+  // What earlier copies placed is forgotten: a repository may have been deleted at a destination
+  // meanwhile, and a long-lived copier's maps must not grow for ever. Blobs still being placed
+  // stay, so that the images waiting for them keep waiting.
+  void forget_placed() {
     std::erase_if(blobs, [](const auto& kv) { return kv.second->done.is_set(); });
     std::erase_if(repo_blobs, [](const auto& kv) { return kv.second->done.is_set(); });
+  }
+
+  // Copies (and copy_all runs) under way; the last one to end forgets what was placed. Counted
+  // around the awaited work, not by a guard in the frame: a frame destroyed unfinished (its
+  // io_context gone) must not touch a copier that may be gone too.
+  std::size_t active = 0;
+  void begin() { ++active; }
+  void end() {
+    if (--active == 0) forget_placed();
+  }
+
+  void set_resolver(ConfigResolver r) {
+    resolver = std::move(r);
+    forget_placed();
     for (auto it = clients.begin(); it != clients.end();) {
       const auto next = resolver(it->first.second, static_cast<Side>(it->first.first));
       if (RegistryClient::same_connection(it->second->config(), next)) {
@@ -430,6 +443,14 @@ struct Copier::Impl {
 
   Task<Result<CopyResult>> copy(Reference source, Reference destination,
                                 std::function<void()> manifest_written = {}, Lane lane = Lane::Push) {
+    begin();
+    auto r = co_await copy_one(std::move(source), std::move(destination), std::move(manifest_written), lane);
+    end();
+    co_return r;
+  }
+
+  Task<Result<CopyResult>> copy_one(Reference source, Reference destination,
+                                    std::function<void()> manifest_written, Lane lane) {
     auto written = [&] {
       if (!manifest_written) return;
       auto f = std::move(manifest_written);
@@ -547,11 +568,14 @@ Task<Result<CopyResult>> Copier::copy(Reference source, Reference destination,
 }
 
 Task<std::vector<Result<CopyResult>>> Copier::copy_all(std::vector<CopyJob> jobs) {
+  impl_->begin();  // the whole run shares what its images placed
   std::vector<std::function<Task<Result<CopyResult>>()>> tasks;
   for (auto& j : jobs) {
     tasks.push_back([im = impl_.get(), j] { return im->copy_gated(j.source, j.destination); });
   }
-  co_return co_await join_all<Result<CopyResult>>(impl_->ex, std::move(tasks));
+  auto results = co_await join_all<Result<CopyResult>>(impl_->ex, std::move(tasks));
+  impl_->end();
+  co_return results;
 }
 
 namespace {

@@ -80,7 +80,8 @@ class Copier {
   // A new table of registries (a reload): clients whose settings are unchanged are kept, with
   // their pools and tokens; the others are dropped and made again on next use. Copies in flight
   // finish on the clients they started with. Blobs placed by earlier copies are forgotten (the
-  // next copy asks the destination again), as a new Copier would.
+  // next copy asks the destination again), as a new Copier would; so they are whenever the
+  // last copy (or copy_all run) under way ends.
   void set_resolver(ConfigResolver resolver);
 
   struct Impl;

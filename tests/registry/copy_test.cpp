@@ -376,6 +376,46 @@ TEST(Copy, ANewTableKeepsUnchangedClientsAndLetsCopiesInFlightFinish) {
   EXPECT_EQ(after->error().kind, ErrorKind::Unauthorized) << after->error().to_string();
 }
 
+// Once no copy is under way, the copier forgets which blobs it placed: the next copy asks the
+// destination again (a repository may have been deleted there meanwhile) instead of skipping
+// blobs on its word. Within one copy_all run, images still share what the others placed.
+TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
+  Registry src;
+  Registry dst;
+  ferry::testing::TempDir logs;
+  const std::string log = logs / "requests.log";
+  FaultProxy proxy(dst.host(), {"--request-log", log});
+  build_and_push("image", {"--seed", "idle", "--layers", "2"}, src.host() + "/id/app:v1");
+  auto blob_heads = [&] {
+    std::ifstream in(log);
+    std::string start, end, method, path;
+    int n = 0;
+    while (in >> start >> end >> method >> path) n += method == "HEAD" && path.find("/blobs/") != std::string::npos;
+    return n;
+  };
+  asio::io_context io;
+  Copier copier(io.get_executor(), both(plain(""), plain("")));
+  auto copy = [&] {
+    std::optional<Result<CopyResult>> out;
+    asio::co_spawn(io, copier.copy(image_ref(src.host() + "/id/app:v1"), image_ref(proxy.host() + "/id/app:v1")),
+                   [&out](std::exception_ptr e, Result<CopyResult> r) {
+                     if (e) std::rethrow_exception(e);
+                     out.emplace(std::move(r));
+                   });
+    io.run();
+    io.restart();
+    return out;
+  };
+  auto first = copy();
+  ASSERT_TRUE(first && *first) << (first ? first->error().to_string() : "not run");
+  const int after_first = blob_heads();
+  EXPECT_EQ(after_first, 3) << "config and two layers, each asked for once";
+  auto second = copy();
+  ASSERT_TRUE(second && *second) << (second ? second->error().to_string() : "not run");
+  EXPECT_EQ(blob_heads() - after_first, 3) << "asked again, not skipped on the copier's memory";
+  EXPECT_EQ(copier.stats().blobs_copied, 3u) << "and nothing uploaded twice";
+}
+
 // ---- faults through tests/support/fault_proxy.py
 
 class Faults : public ::testing::Test {
