@@ -28,18 +28,7 @@ void ReplicationEngine::Impl::start() {
   for (auto& [name, rec] : records) {
     // A record whose status was never written (a crash between creating the object and writing
     // its status): each destination it names is still to be copied.
-    bool completed_status = false;
-    for (const auto& d : rec.spec.destinations) {
-      if (status_of(rec, d)) continue;
-      model::ReplicationStatus st;
-      st.registry_id = d.registry_id;
-      st.region = d.region;
-      st.status = model::kInProgress;
-      st.tagged = false;
-      rec.status.replication_statuses.push_back(std::move(st));
-      completed_status = true;
-    }
-    if (completed_status) model::summarize(rec);
+    model::add_missing_statuses(rec);
     for (const auto& s : rec.status.replication_statuses) {
       if (s.status == model::kInProgress) {
         enqueue(name, {s.registry_id, s.region});

@@ -215,16 +215,28 @@ ImageReplication new_image_replication(const RegistryKey& source, const PushEven
   s.image_tag = push.tag;
   s.pushed_at = push.timestamp.empty() ? now : push.timestamp;
   r.spec.destinations = destinations;
-  for (const auto& d : destinations) {
+  if (!add_missing_statuses(r)) summarize(r);
+  return r;
+}
+
+bool add_missing_statuses(ImageReplication& r) {
+  bool added = false;
+  for (const auto& d : r.spec.destinations) {
+    const auto& all = r.status.replication_statuses;
+    if (std::ranges::any_of(all, [&](const ReplicationStatus& st) {
+          return st.registry_id == d.registry_id && st.region == d.region;
+        }))
+      continue;
     ReplicationStatus st;
     st.region = d.region;
     st.registry_id = d.registry_id;
     st.status = kInProgress;
     st.tagged = false;  // nothing is written there yet
     r.status.replication_statuses.push_back(std::move(st));
+    added = true;
   }
-  summarize(r);
-  return r;
+  if (added) summarize(r);
+  return added;
 }
 
 Repository new_replicated_repository(const RegistryKey& destination, std::string_view repository,

@@ -94,6 +94,11 @@ Authorization authorize(const ResourceIndex& index, const RegistryKey& source,
                         const RegistryKey& destination, std::string_view repository,
                         bool repository_exists);
 
+// Each destination of `r`'s spec without a status gets one: IN_PROGRESS, nothing tagged yet.
+// Summarizes and returns true when it added any (a new record; or one stored before its status
+// was, found at start).
+bool add_missing_statuses(ImageReplication& r);
+
 // A new ImageReplication record for a push, IN_PROGRESS for every destination; named from the
 // push's identity including `push.id`.
 ImageReplication new_image_replication(const RegistryKey& source, const PushEvent& push,
