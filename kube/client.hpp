@@ -1,5 +1,5 @@
-// HTTP(S) client for the Kubernetes API (and plain registry probes): Beast + Asio coroutines
-// behind a small blocking interface, so that callers need not include Beast or Asio.
+// HTTP(S) client for the Kubernetes API (and plain registry probes) on the one transport,
+// net::HttpClient, behind a small blocking interface, so that callers need not include Asio.
 #pragma once
 
 #include <chrono>
@@ -28,13 +28,15 @@ struct HttpResponse {
   std::string retry_after;
 };
 
-// Thread-safe: every call runs on the calling thread, on a connection of its own: an idle one
-// kept from an earlier keep-alive answer (up to 8 are kept), or a new one; a watch always opens
-// its own and never keeps it. A timeout bounds every call. TLS verifies the server's certificate and host name
-// unless the config says insecure-skip-tls-verify. Credentials come from a TokenSource: with an
-// exec plugin, a 401 answer runs the plugin again and the request goes once more (streams too:
-// a watch refused with 401 is retried before any line is delivered); a plugin that fails is an
-// ApiError with code 0, reason "Credentials", naming the kubeconfig user and the command.
+// Thread-safe: the exchanges run on a thread of the client's own ("kube-http"), on kept-alive
+// connections (up to 8 idle ones), and each call waits for its answer on the calling thread, where
+// a stream's lines are delivered too. Every read and write has a timeout; a stop request cancels
+// the exchange at once. TLS verifies the server's certificate and host name unless the config says
+// insecure-skip-tls-verify; a kubeconfig's CA is the only one trusted, as client-go does.
+// Credentials come from a TokenSource: with an exec plugin, a 401 answer runs the plugin again and
+// the request goes once more (streams too: a watch refused with 401 is retried before any line is
+// delivered); a plugin that fails is an ApiError with code 0, reason "Credentials", naming the
+// kubeconfig user and the command.
 class Client {
  public:
   // Throws std::runtime_error when the CA or client certificate cannot be loaded (start-up

@@ -10,13 +10,15 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# (folder, rank): the model is pure; registry and kube are clients side by side; the store sits
-# on kube; the engine and reconcilers on the store; the runtime and the binary on top.
+# (folder, rank): the model and the transport are pure; registry and kube are clients side by
+# side on the transport; the store sits on kube; the engine and reconcilers on the store; the
+# runtime and the binary on top.
 LAYERS = [
     ("reconcilers/model", 0),
+    ("net", 0),  # the one HTTP transport; pure of the model, as the model is of it
     ("registry", 1),
     ("kube", 1),
-    ("aws", 2),  # on registry (HttpClient) and the model
+    ("aws", 2),  # on registry (its errors and credentials) and the model
     ("store", 2),
     ("reconcilers", 3),  # the controllers' pure parts: status, conditions, admission
     ("engine", 4),  # on the store, the clients and the reconcilers' record conditions

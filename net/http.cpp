@@ -1,5 +1,5 @@
-// Beast/Asio implementation of the registry HTTP client: connections, pool, TLS, timeouts.
-#include "registry/http.hpp"
+// Beast/Asio implementation of the HTTP client: connections, pool, TLS, timeouts.
+#include "net/http.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -19,7 +19,7 @@
 #include <map>
 #include <strings.h>
 
-namespace ferry::registry {
+namespace ferry::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -111,7 +111,7 @@ Result<ssl::context> make_context(const TlsOptions& tls) {
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   boost::system::error_code ec;
-  ctx.set_default_verify_paths(ec);
+  if (tls.system_cas) ctx.set_default_verify_paths(ec);
   for (const auto& f : tls.ca_files) {
     ctx.load_verify_file(f, ec);
     if (ec) return fail(ErrorKind::Config, "cannot load CA file " + f + ": " + ec.message());
@@ -119,6 +119,12 @@ Result<ssl::context> make_context(const TlsOptions& tls) {
   for (const auto& pem : tls.ca_pems) {
     ctx.add_certificate_authority(boost::asio::buffer(pem), ec);
     if (ec) return fail(ErrorKind::Config, "cannot load CA certificates: " + ec.message());
+  }
+  if (!tls.client_cert_pem.empty()) {
+    ctx.use_certificate_chain(boost::asio::buffer(tls.client_cert_pem), ec);
+    if (ec) return fail(ErrorKind::Config, "cannot load the client certificate: " + ec.message());
+    ctx.use_private_key(boost::asio::buffer(tls.client_key_pem), ssl::context::pem, ec);
+    if (ec) return fail(ErrorKind::Config, "cannot load the client key: " + ec.message());
   }
   return ctx;
 }
@@ -141,6 +147,14 @@ struct HttpClient::State {
       c->reused = true;
       v.push_back(std::move(c));
     }
+  }
+
+  Result<void> load_tls() {
+    if (ctx) return {};
+    auto made = make_context(tls);
+    if (!made) return std::unexpected(made.error());
+    ctx.emplace(std::move(*made));
+    return {};
   }
 
   std::unique_ptr<Connection> take_idle(const std::string& key) {
@@ -179,11 +193,7 @@ struct HttpClient::State {
       resolved[url.origin()] = endpoints;
     }
     if (url.tls) {
-      if (!ctx) {
-        auto made = make_context(tls);
-        if (!made) co_return std::unexpected(made.error());
-        ctx.emplace(std::move(*made));
-      }
+      if (auto loaded = load_tls(); !loaded) co_return std::unexpected(loaded.error());
       c->tls = std::make_unique<TlsStream>(ex, *ctx);
     } else {
       c->plain = std::make_unique<beast::tcp_stream>(ex);
@@ -274,6 +284,29 @@ Task<Result<std::size_t>> ResponseStream::read(std::span<std::byte> out) {
   co_return got;
 }
 
+Task<Result<std::size_t>> ResponseStream::read_some(std::span<std::byte> out,
+                                                    std::chrono::milliseconds idle_timeout) {
+  auto& im = *impl_;
+  auto& body = im.parser.get().body();
+  while (!im.parser.is_done() && im.conn && !out.empty()) {
+    body.data = out.data();
+    body.size = out.size();
+    im.conn->lowest().expires_after(idle_timeout);
+    auto [ec, n] = co_await with_stream(*im.conn, [&](auto& s) {
+      return http::async_read_some(s, im.conn->buffer, im.parser, use_tuple);
+    });
+    if (ec == http::error::need_buffer) ec = {};
+    const std::size_t got = out.size() - body.size;
+    if (ec && !(got > 0 && im.parser.is_done())) {
+      im.conn.reset();
+      co_return std::unexpected(net_error(ec, "reading body from", im.url));
+    }
+    im.finish_if_done();
+    if (got > 0) co_return got;
+  }
+  co_return std::size_t{0};
+}
+
 Task<Result<std::string>> ResponseStream::read_all(std::size_t limit) {
   std::string out;
   if (auto cl = content_length(); cl && *cl > limit) {
@@ -308,8 +341,10 @@ void fill_request(http::request<Body>& r, const HttpRequest& req) {
   for (const auto& [k, v] : req.headers) r.set(k, v);
 }
 
+// `nothing_received`, when given, tells whether a failed read got not a byte back: a kept
+// connection the server had closed, so that the request may go again on a new one.
 Task<Result<ResponseStream>> read_response(std::shared_ptr<HttpClient::State> state, std::unique_ptr<Connection> conn,
-                                           Url url, bool head) {
+                                           Url url, bool head, bool* nothing_received = nullptr) {
   auto impl = std::make_unique<ResponseStream::Impl>();
   impl->state = state;
   impl->url = url;
@@ -319,7 +354,10 @@ Task<Result<ResponseStream>> read_response(std::shared_ptr<HttpClient::State> st
   auto [ec, n] = co_await with_stream(*conn, [&](auto& s) {
     return http::async_read_header(s, conn->buffer, impl->parser, use_tuple);
   });
-  if (ec) co_return std::unexpected(net_error(ec, "reading response from", url));
+  if (ec) {
+    if (nothing_received) *nothing_received = n == 0 && !impl->parser.got_some();
+    co_return std::unexpected(net_error(ec, "reading response from", url));
+  }
   for (const auto& f : impl->parser.get()) impl->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
   impl->keep_alive = impl->parser.get().keep_alive();
   impl->conn = std::move(conn);
@@ -374,6 +412,8 @@ HttpClient::HttpClient(asio::any_io_executor ex, TlsOptions tls, HttpOptions opt
 
 HttpClient::~HttpClient() = default;
 
+Result<void> HttpClient::load_tls() { return state_->load_tls(); }
+
 Task<Result<ResponseStream>> HttpClient::open(HttpRequest req) {
   auto state = state_;
   http::request<http::string_body> r;
@@ -393,8 +433,9 @@ Task<Result<ResponseStream>> HttpClient::open(HttpRequest req) {
       if (reused) continue;
       co_return std::unexpected(net_error(ec, "sending request to", req.url));
     }
-    auto resp = co_await read_response(state, std::move(conn), req.url, head);
-    if (!resp && reused && resp.error().kind == ErrorKind::Network) continue;
+    bool nothing_received = false;
+    auto resp = co_await read_response(state, std::move(conn), req.url, head, &nothing_received);
+    if (!resp && reused && nothing_received) continue;
     co_return resp;
   }
   co_return fail(ErrorKind::Network, "connection to " + req.url.host_header() + " closed twice");
@@ -427,4 +468,4 @@ Task<Result<RequestStream>> HttpClient::open_upload(HttpRequest req, std::uint64
   co_return fail(ErrorKind::Network, "connection to " + req.url.host_header() + " closed twice");
 }
 
-}  // namespace ferry::registry
+}  // namespace ferry::net
