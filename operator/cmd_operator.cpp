@@ -30,7 +30,7 @@
 #include <thread>
 
 #include "operator/commands.hpp"
-#include "operator/controllers.hpp"
+#include "operator/controllers/manager.hpp"
 #include "operator/http_server.hpp"
 #include "operator/notification_route.hpp"
 #include "kube/api.hpp"

@@ -23,7 +23,8 @@ LAYERS = [
     ("reconcilers", 3),  # the controllers' pure parts: status, conditions, admission
     ("engine", 4),  # on the store, the clients and the reconcilers' record conditions
     ("operator/runtime", 4),
-    ("operator", 5),
+    ("operator/controllers", 5),  # the reconcilers and their Manager, on the runtime
+    ("operator", 6),
 ]
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 

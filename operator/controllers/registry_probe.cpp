@@ -1,5 +1,5 @@
 // Registry endpoint and credential probe on top of the Kubernetes HTTP client's transport.
-#include "operator/registry_probe.hpp"
+#include "operator/controllers/registry_probe.hpp"
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
