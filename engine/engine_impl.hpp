@@ -256,6 +256,8 @@ struct ReplicationEngine::Impl : std::enable_shared_from_this<ReplicationEngine:
   // Writes through `writer` (engine/store_writer.hpp): off the engine's thread in cluster mode,
   // in order per object; a failed write is tried again every second (save_unsaved).
   StoreWriter writer{io.get_executor(), opts.store_executor};
+  // Cancelled when a copy or a write ends: what drained() waits on.
+  asio::steady_timer drain_signal{io, std::chrono::steady_clock::time_point::max()};
   void save_record(const model::ImageReplication& rec);
   // A repository replication created: found by repository_settings() at once, its record written
   // as soon as the store takes it (S12).

@@ -69,6 +69,7 @@ void ReplicationEngine::Impl::pump() {
     asio::co_spawn(io, replicate(name, dest),
                    [self = shared_from_this(), name, dest, low, regs](std::exception_ptr e) {
                      --self->running;
+                     self->drain_signal.cancel();
                      if (low) --self->backfill_running;
                      for (const auto* k : {&regs.first, &regs.second}) {
                        if (k == &regs.second && regs.second == regs.first) break;

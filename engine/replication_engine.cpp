@@ -30,6 +30,19 @@ std::size_t ReplicationEngine::running() const { return impl_->running; }
 
 std::size_t ReplicationEngine::pending_writes() const { return impl_->writer.pending(); }
 
+asio::awaitable<bool> ReplicationEngine::drained(std::chrono::steady_clock::time_point deadline) {
+  auto im = impl_;
+  im->writer.on_finished([weak = std::weak_ptr(im)] {
+    if (auto self = weak.lock()) self->drain_signal.cancel();
+  });
+  while (im->running > 0 || im->writer.pending() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return false;
+    im->drain_signal.expires_at(deadline);
+    co_await im->drain_signal.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return true;
+}
+
 std::size_t ReplicationEngine::retry(const std::string& record, const std::string& requested_at) {
   return impl_->retry_now(record, requested_at);
 }

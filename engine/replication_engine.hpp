@@ -74,6 +74,9 @@ class ReplicationEngine {
   std::size_t running() const;
   // Record-store writes queued or under way (a stop waits for them too).
   std::size_t pending_writes() const;
+  // After stop(): returns true once no copy runs and no write is pending, false at `deadline`
+  // with some left. Woken by each copy's and write's end, not by polling.
+  boost::asio::awaitable<bool> drained(std::chrono::steady_clock::time_point deadline);
   // `ferry retry` / the ferry.dev/retry annotation (S20): the record's FAILED destinations, and
   // those waiting to catch up, are tried again now, authorization decided anew. `requested_at`
   // is kept as status.lastHandledRetryAt; a request already handled does nothing. Returns the

@@ -36,6 +36,7 @@ struct StoreWriter::State : std::enable_shared_from_this<StoreWriter::State> {
   };
   std::map<std::string, Lane> lanes;
   std::size_t pending = 0;
+  std::function<void()> on_finished;
 
   // Starts the write waiting in `key`'s lane, on the pool; its result comes back here.
   void start(const std::string& key) {
@@ -67,6 +68,7 @@ struct StoreWriter::State : std::enable_shared_from_this<StoreWriter::State> {
       --pending;
       if (d) d(result);
     }
+    if (on_finished) on_finished();
   }
 };
 
@@ -106,5 +108,7 @@ asio::awaitable<StoreWriter::Result> StoreWriter::write(const std::string& key, 
 }
 
 std::size_t StoreWriter::pending() const { return state_->pending; }
+
+void StoreWriter::on_finished(std::function<void()> f) { state_->on_finished = std::move(f); }
 
 }  // namespace ferry::engine

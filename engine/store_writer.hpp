@@ -45,6 +45,8 @@ class StoreWriter {
   boost::asio::awaitable<Result> write(const std::string& key, Write write);
   // Writes queued or running.
   std::size_t pending() const;
+  // Called on the engine's thread after each write ends (a stop waits for pending() to reach 0).
+  void on_finished(std::function<void()> f);
 
   struct State;
 

@@ -482,4 +482,22 @@ bool TokenSource::invalidate(std::uint64_t generation) {
   return true;
 }
 
+std::expected<ClusterConfig, std::string> load_default_config(const std::string& kubeconfig,
+                                                              std::string_view context) {
+  std::string file = kubeconfig;
+  if (file.empty()) {
+    if (const char* env = std::getenv("KUBECONFIG"); env && *env) file = env;
+  }
+  if (!file.empty()) return load_kubeconfig(file, context);
+  auto config = load_in_cluster([](const char* k) -> std::optional<std::string> {
+    const char* v = std::getenv(k);
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  });
+  if (config) return config;
+  const char* home = std::getenv("HOME");
+  if (home && std::filesystem::exists(std::filesystem::path(home) / ".kube/config"))
+    return load_kubeconfig(std::filesystem::path(home) / ".kube/config", context);
+  return config;
+}
+
 }  // namespace ferry::kube

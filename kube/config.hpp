@@ -71,6 +71,11 @@ std::expected<ClusterConfig, std::string> load_in_cluster(
     const EnvLookup& env,
     const std::filesystem::path& sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount");
 
+// controller-runtime's order: `kubeconfig` (a flag) when set, else $KUBECONFIG, else the
+// in-cluster configuration, else ~/.kube/config.
+std::expected<ClusterConfig, std::string> load_default_config(const std::string& kubeconfig,
+                                                              std::string_view context);
+
 // What an exec plugin printed (an ExecCredential's status): a token, or a client certificate
 // and key (PEM), or both; `expiry` unset: valid until the API server answers 401.
 struct ExecCredential {

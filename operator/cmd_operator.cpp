@@ -14,14 +14,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <cctype>
 #include <csignal>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <cstdlib>
 #include <expected>
 #include <filesystem>
-#include <iostream>
 #include <map>
 #include <optional>
 #include <random>
@@ -31,20 +30,16 @@
 
 #include "operator/commands.hpp"
 #include "operator/controllers/manager.hpp"
-#include "operator/http_server.hpp"
-#include "operator/notification_route.hpp"
+#include "operator/operator_endpoints.hpp"
+#include "operator/record_events.hpp"
 #include "kube/api.hpp"
 #include "kube/client.hpp"
 #include "kube/config.hpp"
 #include "operator/logging.hpp"
-#include "operator/process_metrics.hpp"
 #include "operator/runtime/leader_election.hpp"
-#include "reconcilers/admission.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/parse.hpp"
-#include "reconcilers/model/serialize.hpp"
 #include "engine/replication_engine.hpp"
-#include "reconcilers/status.hpp"
 #include "store/kube_store.hpp"
 
 namespace ferry::cli {
@@ -75,13 +70,6 @@ struct Flags {
   engine::EngineOptions engine_options;
 };
 
-// ":8080" → "0.0.0.0:8080"; "0" → disabled (nullopt).
-std::optional<std::string> listen_address(const std::string& flag) {
-  if (flag.empty() || flag == "0") return std::nullopt;
-  if (flag.starts_with(':')) return "0.0.0.0" + flag;
-  return flag;
-}
-
 std::string identity() {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -94,27 +82,7 @@ std::string identity() {
 int run(Flags& f) {
   engine::EngineOptions& engine_options = f.engine_options;
 
-  // Configuration: --kubeconfig, $KUBECONFIG, in-cluster, ~/.kube/config (controller-runtime's
-  // order).
-  std::expected<kube::ClusterConfig, std::string> config = std::unexpected("no configuration");
-  std::string kubeconfig = f.kubeconfig;
-  if (kubeconfig.empty()) {
-    if (const char* env = std::getenv("KUBECONFIG"); env && *env) kubeconfig = env;
-  }
-  if (!kubeconfig.empty()) {
-    config = kube::load_kubeconfig(kubeconfig, f.context);
-  } else {
-    config = kube::load_in_cluster([](const char* k) -> std::optional<std::string> {
-      const char* v = std::getenv(k);
-      return v ? std::optional<std::string>(v) : std::nullopt;
-    });
-    if (!config) {
-      const char* home = std::getenv("HOME");
-      if (home && std::filesystem::exists(std::filesystem::path(home) / ".kube/config")) {
-        config = kube::load_kubeconfig(std::filesystem::path(home) / ".kube/config", f.context);
-      }
-    }
-  }
+  auto config = kube::load_default_config(f.kubeconfig, f.context);
   if (!config) {
     spdlog::error("msg=\"no Kubernetes configuration\" error=\"{}\"", config.error());
     return 1;
@@ -157,62 +125,11 @@ int run(Flags& f) {
   engine_options.on_failed = [&api, &id, &store_pool](const model::ImageReplication& failed_record,
                                                       const model::ReplicationStatus& failed_status) {
     boost::asio::post(store_pool, [&api, &id, rec = failed_record, st = failed_status] {
-    kube::EventSpec spec{"Warning", "ReplicationFailed", "Replicate",
-                         "destination " + st.registry_id + "/" + st.region + ": " + st.failure_code +
-                             ": " + st.message};
-    auto ev = kube::make_event(model::to_json(rec), spec, id,
-                               model::format_micro_time(std::chrono::system_clock::now()));
-    if (auto r = api.create(kube::events(), kube::namespace_of(ev), ev); !r) {
-      spdlog::warn("msg=\"event not recorded\" record={} error=\"{}\"", rec.metadata.name, r.error().to_string());
-    }
+      operator_::record_failed_event(api, id, rec, st);
     });
   };
-  // A backfill's progress shows in its status (S17); each change of phase is an Event.
-  auto write_backfill_status = [&api, &id](const model::ReplicationBackfill& b) {
-    const std::string now = model::format_rfc3339(std::chrono::system_clock::now(), true);
-    std::string old_phase;
-    boost::json::value written;
-    auto res = api.update_status(kube::replication_backfills(), "", b.metadata.name,
-                                 [&](const boost::json::value& current) -> std::optional<boost::json::value> {
-                                   if (kube::uid_of(current) != b.metadata.uid) return std::nullopt;
-                                   const auto stored = reconcilers::stored_status(current);
-                                   const auto* phase = stored.if_contains("phase");
-                                   old_phase = phase && phase->is_string() ? std::string(phase->as_string()) : "";
-                                   auto next = reconcilers::backfill_status(current, b.status, now);
-                                   if (next == stored) return std::nullopt;
-                                   written = current;
-                                   return boost::json::value(std::move(next));
-                                 });
-    if (!res) {
-      if (!res.error().not_found()) {
-        spdlog::warn("msg=\"backfill status not written\" backfill={} error=\"{}\"", b.metadata.name,
-                     res.error().to_string());
-      }
-      return;
-    }
-    if (!*res || old_phase == b.status.phase) return;
-    std::string reason = "Backfill";
-    bool upper = true;
-    for (char c : b.status.phase) {  // IN_PROGRESS → BackfillInProgress
-      if (c == '_') {
-        upper = true;
-        continue;
-      }
-      reason += upper ? c : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      upper = false;
-    }
-    const auto& n = b.status.images;
-    kube::EventSpec spec{b.status.phase == model::kBackfillFailed ? "Warning" : "Normal", reason, "Backfill",
-                         b.status.phase + ": " + std::to_string(n.replicated) + " replicated, " +
-                             std::to_string(n.skipped) + " skipped, " + std::to_string(n.failed) + " failed of " +
-                             std::to_string(n.total) + (b.status.message.empty() ? "" : "; " + b.status.message)};
-    auto ev = kube::make_event(written, spec, id, model::format_micro_time(std::chrono::system_clock::now()));
-    if (auto r = api.create(kube::events(), kube::namespace_of(ev), ev); !r) {
-      spdlog::warn("msg=\"event not recorded\" backfill={} error=\"{}\"", b.metadata.name, r.error().to_string());
-    }
-  };
-  engine_options.on_backfill_status = [&backfill_writes, write_backfill_status](const model::ReplicationBackfill& b) {
-    boost::asio::post(backfill_writes, [write_backfill_status, b] { write_backfill_status(b); });
+  engine_options.on_backfill_status = [&backfill_writes, &api, &id](const model::ReplicationBackfill& b) {
+    boost::asio::post(backfill_writes, [&api, &id, b] { operator_::write_backfill_status(api, id, b); });
   };
   // New effective times show in the ReplicationConfigs' status.
   engine_options.on_effective_change = [&manager_ptr] {
@@ -262,100 +179,29 @@ int run(Flags& f) {
       if (engine_running) engine.retry(record, at);
     });
   };
+  // The engine starts on its thread once every informer has listed (the Manager runs them only
+  // while this replica leads).
+  manager_options.on_synced = [&] {
+    boost::asio::post(engine_io, [&] {
+      if (shutting_down) return;
+      auto in = manager_ptr->engine_inputs();
+      engine_signature = std::move(in.signature);
+      log_inputs(in.resources);
+      engine.set_resources(std::move(in.resources));
+      engine.start();
+      engine_running = true;
+      manager_ptr->requeue_replication_configs();  // with the engine's effective times now
+    });
+  };
   operator_::Manager manager(api, manager_options);
   manager_ptr = &manager;
   std::atomic<bool> standby{f.leader_elect};
 
-  std::vector<std::unique_ptr<operator_::HttpServer>> servers;
-  std::unique_ptr<operator_::HttpServer> webhook;
-  std::unique_ptr<operator_::HttpServer> events_server;
+  operator_::OperatorEndpoints endpoints;
   try {
-    if (auto addr = listen_address(f.health_addr)) {
-      servers.push_back(
-          std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
-            if (r.path == "/healthz")
-              return operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
-            if (r.path == "/readyz") {
-              // A standby replica is ready (it serves the webhook); a leader once its caches are
-              // synced.
-              if (standby || manager.synced())
-                return operator_::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
-              return operator_::HttpResponse{503, "text/plain; charset=utf-8",
-                                             "informers not synced\n"};
-            }
-            return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
-          }));
-      spdlog::info("msg=\"serving health probes\" address={}:{}", addr->substr(0, addr->rfind(':')),
-                   servers.back()->port());
-    }
-    if (auto addr = listen_address(f.metrics_addr)) {
-      servers.push_back(
-          std::make_unique<operator_::HttpServer>(io, *addr, [&](const operator_::HttpRequest& r) {
-            if (r.path == "/metrics") {
-              return operator_::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                                             manager.metrics_text() + engine.metrics_text() +
-                                                 operator_::process_metrics_text()};
-            }
-            return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
-          }));
-      spdlog::info("msg=\"serving metrics\" address={}:{}", addr->substr(0, addr->rfind(':')),
-                   servers.back()->port());
-    }
-    if (auto addr = listen_address(f.events_addr)) {
-      // The handler awaits the record write (on the store pool), so the engine's thread keeps
-      // copying meanwhile.
-      events_server = std::make_unique<operator_::HttpServer>(
-          engine_io, *addr,
-          operator_::HttpServer::AsyncHandler(
-              [&](const operator_::HttpRequest& r) -> boost::asio::awaitable<operator_::HttpResponse> {
-                // Path and method were checked from the headers (below); leadership is checked
-                // again, since it can be lost while the body is read.
-                if (!engine_running) {
-                  co_return operator_::HttpResponse{503, "text/plain; charset=utf-8",
-                                                    "not the leader, or starting; retry later\n"};
-                }
-                co_return co_await operator_::serve_notification(engine, r);
-              }),
-          std::size_t{1} << 20, std::nullopt,
-          // Decided from the headers, before the body is read (SPEC §6): a request without the
-          // token is refused whatever its size.
-          [&](const operator_::HttpRequest& r) -> std::optional<operator_::HttpResponse> {
-            if (!operator_::is_notification(r))
-              return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
-            if (!engine_running && r.method == "POST") {
-              return operator_::HttpResponse{503, "text/plain; charset=utf-8",
-                                             "not the leader, or starting; retry later\n"};
-            }
-            return operator_::check_notification(engine, r);
-          });
-      spdlog::info("msg=\"serving registry notifications\" address={}:{} path=/registry-events/{{registryName}}",
-                   addr->substr(0, addr->rfind(':')), events_server->port());
-    }
-    if (f.webhook_port != 0) {
-      const std::filesystem::path dir(f.webhook_cert_dir);
-      if (std::filesystem::exists(dir / "tls.crt") && std::filesystem::exists(dir / "tls.key")) {
-        const std::string addr = (f.webhook_host.empty() ? "0.0.0.0" : f.webhook_host) + ":" +
-                                 std::to_string(f.webhook_port);
-        webhook = std::make_unique<operator_::HttpServer>(
-            io, addr, [&](const operator_::HttpRequest& r) {
-              if (r.path != "/validate")
-                return operator_::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
-              if (r.method != "POST")
-                return operator_::HttpResponse{405, "text/plain; charset=utf-8", "POST only\n"};
-              auto answer = reconcilers::review_admission(r.body, manager.catalog());
-              if (answer.http_status != 200) {
-                spdlog::warn("msg=\"malformed admission review\" error=\"{}\"", answer.message);
-              } else if (!answer.allowed) {
-                spdlog::info("msg=\"admission denied\" reason=\"{}\"", answer.message);
-              }
-              return operator_::HttpResponse{answer.http_status, answer.content_type, answer.body};
-            },
-            3 << 20, operator_::TlsFiles{dir / "tls.crt", dir / "tls.key"});
-        spdlog::info("msg=\"serving the validating webhook\" address={} path=/validate", addr);
-      } else {
-        spdlog::warn("msg=\"webhook disabled: no tls.crt/tls.key\" dir={}", dir.string());
-      }
-    }
+    endpoints = operator_::start_endpoints({f.health_addr, f.metrics_addr, f.events_addr,
+                                            f.webhook_port, f.webhook_host, f.webhook_cert_dir},
+                                           io, engine_io, manager, engine, standby, engine_running);
   } catch (const std::exception& e) {
     spdlog::error("msg=\"cannot start the HTTP endpoints\" error=\"{}\"", e.what());
     return 1;
@@ -379,26 +225,8 @@ int run(Flags& f) {
     }
     manager.set_leader(true);
     manager.start();
-    // The engine starts on its own thread once every informer has listed; meanwhile this thread
-    // goes on to renew the Lease.
-    boost::asio::co_spawn(
-        engine_io,
-        [&]() -> boost::asio::awaitable<void> {
-          boost::asio::steady_timer t(engine_io);
-          while (!manager.synced() && !shutting_down) {
-            t.expires_after(std::chrono::milliseconds(50));
-            co_await t.async_wait(boost::asio::use_awaitable);
-          }
-          if (shutting_down) co_return;
-          auto in = manager.engine_inputs();
-          engine_signature = std::move(in.signature);
-          log_inputs(in.resources);
-          engine.set_resources(std::move(in.resources));
-          engine.start();
-          engine_running = true;
-          manager.requeue_replication_configs();  // with the engine's effective times now
-        },
-        boost::asio::detached);
+    // The engine starts on its own thread once every informer has listed (manager_options.
+    // on_synced); meanwhile this thread goes on to renew the Lease.
     if (f.leader_elect) {
       if (!runtime::hold_leadership(api, le, stop.get_token())) {
         exit_code =
@@ -413,11 +241,15 @@ int run(Flags& f) {
   spdlog::info("msg=\"shutting down\" signal={} grace_seconds={}",
                sig == SIGTERM ? "SIGTERM" : "SIGINT", std::chrono::duration<double>(f.grace).count());
   // Second phase: if in-flight work outlives the grace period, give up on it.
-  std::thread([grace = f.grace] {
-    std::this_thread::sleep_for(grace);
+  std::jthread give_up([grace = f.grace](std::stop_token done) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    cv.wait_for(lock, done, grace, [] { return false; });  // until the grace ends or run() returns
+    if (done.stop_requested()) return;
     spdlog::error("msg=\"in-flight work did not finish within the grace period; exiting\"");
     std::_Exit(1);
-  }).detach();
+  });
   // The engine stops taking work first, while this replica still holds the Lease: copies in
   // flight get most of the grace period, so no other leader resumes them meanwhile. Whatever is
   // left stays IN_PROGRESS in its ImageReplication and resumes under the next leader. After a
@@ -425,20 +257,15 @@ int run(Flags& f) {
   {
     shutting_down = true;
     const bool lost_lease = exit_code != 0;
-    const auto deadline = std::chrono::steady_clock::now() + f.grace * 4 / 5;
+    const auto deadline = lost_lease ? std::chrono::steady_clock::now()
+                                     : std::chrono::steady_clock::now() + f.grace * 4 / 5;
     std::promise<void> drained;
     boost::asio::co_spawn(
         engine_io,
         [&]() -> boost::asio::awaitable<void> {
           engine_running = false;
           engine.stop();
-          boost::asio::steady_timer t(engine_io);
-          while (!lost_lease && (engine.running() > 0 || engine.pending_writes() > 0) &&
-                 std::chrono::steady_clock::now() < deadline) {
-            t.expires_after(std::chrono::milliseconds(50));
-            co_await t.async_wait(boost::asio::use_awaitable);
-          }
-          if (engine.running() > 0) {
+          if (!co_await engine.drained(deadline) && engine.running() > 0) {
             spdlog::warn("msg=\"copies left in flight; they resume under the next leader\" running={}",
                          engine.running());
           }
@@ -450,9 +277,7 @@ int run(Flags& f) {
   stop.request_stop();
   manager.stop();
   runner.join();
-  for (auto& s : servers) boost::asio::post(io, [&s] { s->stop(); });
-  if (webhook) boost::asio::post(io, [&webhook] { webhook->stop(); });
-  if (events_server) boost::asio::post(engine_io, [&events_server] { events_server->stop(); });
+  endpoints.stop(io, engine_io);
   io.stop();
   engine_io.stop();
   io_thread.join();

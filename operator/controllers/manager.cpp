@@ -59,6 +59,7 @@ struct Manager::Impl {
   std::vector<std::jthread> threads;
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
+  std::atomic<bool> synced_reported{false};
 
   Impl(kube::Api& a, ManagerOptions o)
       : api(a),
@@ -172,6 +173,12 @@ void Manager::start() {
                                    &impl_->templates, &impl_->backfills};
   for (auto& s : impl_->secrets) informers.push_back(s.get());
   if (impl_->records) informers.push_back(impl_->records.get());
+  for (Informer* inf : informers) {
+    inf->on_synced([this] {
+      if (synced() && !impl_->synced_reported.exchange(true) && impl_->opts.on_synced)
+        impl_->opts.on_synced();
+    });
+  }
   for (Informer* inf : informers) impl_->threads.emplace_back([inf, token] { inf->run(token); });
   for (Controller* c : impl_->controllers()) {
     for (int i = 0; i < std::max(1, impl_->opts.workers); ++i) {

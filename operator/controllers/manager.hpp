@@ -24,6 +24,8 @@ struct ManagerOptions {
   std::vector<std::string> secret_namespaces;
   // Called on an informer thread after any change the replication engine must see.
   std::function<void()> on_change;
+  // Called once, on an informer thread, when every informer has listed (synced() turns true).
+  std::function<void()> on_synced;
   // The replication engine's time for each destination of a source (S3), shown in the
   // ReplicationConfig's status; unset: none.
   std::function<std::map<model::RegistryKey, std::string>(const model::RegistryKey& source)> effective_since;

@@ -59,11 +59,12 @@ bool Informer::relist(std::stop_token stop) {
   }
   state_.listed(list->resource_version);
   ++lists_;
-  synced_ = true;
+  const bool first = !synced_.exchange(true);
   spdlog::info("msg=\"listed\" resource={} items={} resourceVersion={}", type_.plural, fresh.size(),
                list->resource_version);
   for (const auto& obj : gone) handler_("DELETED", obj);
   for (const auto& [k, obj] : fresh) handler_("ADDED", obj);
+  if (first && on_synced_) on_synced_();
   return true;
 }
 

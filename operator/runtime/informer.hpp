@@ -52,6 +52,8 @@ class Informer {
 
   // Blocks until `stop`; failures are retried with backoff (1 s doubling to 30 s).
   void run(std::stop_token stop);
+  // Called on the informer's thread after its first list has been handled. Set before run().
+  void on_synced(std::function<void()> f) { on_synced_ = std::move(f); }
 
   std::optional<boost::json::value> get(const std::string& key) const;  // key: "name" or "ns/name"
   std::vector<boost::json::value> items() const;
@@ -67,6 +69,7 @@ class Informer {
   kube::ResourceType type_;
   std::string namespace_;
   Handler handler_;
+  std::function<void()> on_synced_;
   bool keep_objects_;
   mutable std::mutex mutex_;
   std::map<std::string, boost::json::value> cache_;
