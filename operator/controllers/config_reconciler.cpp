@@ -15,14 +15,11 @@ namespace json = boost::json;
 runtime::Outcome reconcile_config(Context& ctx, StatusWriter& status, const std::string& name) {
   auto obj = ctx.configs.get(name);
   if (!obj) return {};
-  auto parsed = model::parse_resource(*obj);
-  auto errors = parsed.errors;
   auto resources = ctx.valid_catalog_resources(true);
-  model::RegistryCatalog catalog(resources);
-  if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource, catalog);
-  if (!errors.empty())
-    return status.write_invalid(kube::replication_configs(), *obj, "ReplicationConfig", name, errors);
-  const auto& config = std::get<model::ReplicationConfig>(*parsed.resource);
+  auto valid = check(*obj, model::RegistryCatalog(resources));
+  if (!valid.resource)
+    return status.write_invalid(kube::replication_configs(), *obj, "ReplicationConfig", name, valid.errors);
+  const auto& config = std::get<model::ReplicationConfig>(*valid.resource);
   resources.push_back(config);
   model::ResourceIndex index(resources);
   std::map<model::RegistryKey, reconcilers::ProbeResult> checked;

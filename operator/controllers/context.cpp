@@ -10,13 +10,19 @@ namespace ferry::operator_ {
 
 namespace json = boost::json;
 
+Checked check(const json::value& obj, const model::RegistryCatalog& catalog) {
+  auto parsed = model::parse_resource(obj);
+  Checked out{std::nullopt, std::move(parsed.errors)};
+  if (out.errors.empty() && parsed.resource) out.errors = model::validate(*parsed.resource, catalog);
+  if (out.errors.empty() && parsed.resource) out.resource = std::move(parsed.resource);
+  return out;
+}
+
 std::vector<model::Resource> Context::valid_catalog_resources(bool with_policies) const {
   std::vector<model::Resource> out;
   auto add_valid = [&](const std::vector<json::value>& items) {
     for (const auto& item : items) {
-      auto p = model::parse_resource(item);
-      if (p.errors.empty() && p.resource && model::validate(*p.resource).empty())
-        out.push_back(std::move(*p.resource));
+      if (auto c = check(item); c.resource) out.push_back(std::move(*c.resource));
     }
   };
   add_valid(registries.items());

@@ -15,9 +15,18 @@
 #include "operator/controllers/manager.hpp"
 #include "operator/runtime/informer.hpp"
 #include "reconcilers/model/resources.hpp"
+#include "reconcilers/model/validate.hpp"
 #include "reconcilers/status.hpp"
 
 namespace ferry::operator_ {
+
+// An object from an informer's cache, parsed and validated (a ReplicationConfig against
+// `catalog`): the resource when it is valid, else why it is not.
+struct Checked {
+  std::optional<model::Resource> resource;
+  model::FieldErrors errors;
+};
+Checked check(const boost::json::value& obj, const model::RegistryCatalog& catalog = {});
 
 struct Context {
   kube::Api& api;

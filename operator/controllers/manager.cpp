@@ -219,33 +219,33 @@ EngineInputs Manager::engine_inputs() const {
   model::RegistryCatalog catalog(valid);
   in.signature += "configs\n";
   for (const auto& item : impl_->configs.items()) {
-    auto p = model::parse_resource(item);
-    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource, catalog).empty()) continue;
+    auto c = check(item, catalog);
+    if (!c.resource) continue;
     stamp(item, std::to_string(kube::generation_of(item)));
-    valid.push_back(std::move(*p.resource));
+    valid.push_back(std::move(*c.resource));
   }
   in.signature += "repositories\n";
   for (const auto& item : impl_->repositories.items()) {
-    auto p = model::parse_resource(item);
-    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
+    auto c = check(item);
+    if (!c.resource) continue;
     // A Repository replication created counts once its status says so; its settings are the
     // defaults either way.
     stamp(item, std::to_string(kube::generation_of(item)));
-    valid.push_back(std::move(*p.resource));
+    valid.push_back(std::move(*c.resource));
   }
   in.signature += "backfills\n";
   for (const auto& item : impl_->backfills.items()) {
-    auto p = model::parse_resource(item);
-    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
+    auto c = check(item);
+    if (!c.resource) continue;
     stamp(item, std::to_string(kube::generation_of(item)));
-    valid.push_back(std::move(*p.resource));
+    valid.push_back(std::move(*c.resource));
   }
   in.signature += "templates\n";
   for (const auto& item : impl_->templates.items()) {
-    auto p = model::parse_resource(item);
-    if (!p.errors.empty() || !p.resource || !model::validate(*p.resource).empty()) continue;
+    auto c = check(item);
+    if (!c.resource) continue;
     stamp(item, std::to_string(kube::generation_of(item)));
-    valid.push_back(std::move(*p.resource));
+    valid.push_back(std::move(*c.resource));
   }
   // Only the Secrets Registries point at: credentials, CA bundles, notification tokens.
   std::set<std::string> wanted;

@@ -68,11 +68,10 @@ reconcilers::ProbeResult probe(const Context& ctx, const model::Registry& reg) {
 runtime::Outcome reconcile_registry(Context& ctx, StatusWriter& status, const std::string& name) {
   auto obj = ctx.registries.get(name);
   if (!obj) return runtime::Outcome::done();
-  auto parsed = model::parse_resource(*obj);
-  auto errors = parsed.errors;
-  if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource);
-  if (!errors.empty()) return status.write_invalid(kube::registries(), *obj, "Registry", name, errors);
-  const auto& reg = std::get<model::Registry>(*parsed.resource);
+  auto checked = check(*obj);
+  if (!checked.resource)
+    return status.write_invalid(kube::registries(), *obj, "Registry", name, checked.errors);
+  const auto& reg = std::get<model::Registry>(*checked.resource);
   auto result = probe(ctx, reg);
   {
     std::lock_guard lock(ctx.probes_mutex);

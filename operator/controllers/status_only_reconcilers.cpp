@@ -11,12 +11,10 @@ namespace json = boost::json;
 runtime::Outcome reconcile_policy(Context& ctx, StatusWriter& status, const std::string& name) {
   auto obj = ctx.policies.get(name);
   if (!obj) return {};
-  auto parsed = model::parse_resource(*obj);
-  auto errors = parsed.errors;
-  if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource);
-  if (!errors.empty())
-    return status.write_invalid(kube::registry_policies(), *obj, "RegistryPolicy", name, errors);
-  const auto& policy = std::get<model::RegistryPolicy>(*parsed.resource);
+  auto checked = check(*obj);
+  if (!checked.resource)
+    return status.write_invalid(kube::registry_policies(), *obj, "RegistryPolicy", name, checked.errors);
+  const auto& policy = std::get<model::RegistryPolicy>(*checked.resource);
   const auto now = now_string();
   auto out = status.write(kube::registry_policies(), *obj, name, [&](const json::value& current) {
     return reconcilers::policy_status(current, policy, now);
@@ -28,13 +26,10 @@ runtime::Outcome reconcile_policy(Context& ctx, StatusWriter& status, const std:
 runtime::Outcome reconcile_template(Context& ctx, StatusWriter& status, const std::string& name) {
   auto obj = ctx.templates.get(name);
   if (!obj) return {};
-  auto parsed = model::parse_resource(*obj);
-  auto errors = parsed.errors;
-  if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource);
-  if (!errors.empty()) {
-    return status.write_invalid(kube::repository_creation_templates(), *obj, "RepositoryCreationTemplate", name, errors);
-  }
-  const auto& shape = std::get<model::RepositoryCreationTemplate>(*parsed.resource);
+  auto checked = check(*obj);
+  if (!checked.resource)
+    return status.write_invalid(kube::repository_creation_templates(), *obj, "RepositoryCreationTemplate", name, checked.errors);
+  const auto& shape = std::get<model::RepositoryCreationTemplate>(*checked.resource);
   const auto now = now_string();
   auto out = status.write(kube::repository_creation_templates(), *obj, name, [&](const json::value& current) {
     return reconcilers::template_status(current, shape, now);
@@ -48,12 +43,9 @@ runtime::Outcome reconcile_template(Context& ctx, StatusWriter& status, const st
 runtime::Outcome reconcile_backfill(Context& ctx, StatusWriter& status, const std::string& name) {
   auto obj = ctx.backfills.get(name);
   if (!obj) return {};
-  auto parsed = model::parse_resource(*obj);
-  auto errors = parsed.errors;
-  if (errors.empty() && parsed.resource) errors = model::validate(*parsed.resource);
-  if (!errors.empty()) {
-    return status.write_invalid(kube::replication_backfills(), *obj, "ReplicationBackfill", name, errors);
-  }
+  auto checked = check(*obj);
+  if (!checked.resource)
+    return status.write_invalid(kube::replication_backfills(), *obj, "ReplicationBackfill", name, checked.errors);
   return {};
 }
 
