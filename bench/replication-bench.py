@@ -4,6 +4,7 @@ N small pushes (p50, p99), and one resync of R repositories × T tags with nothi
 Ferry's memory. Real docker-registry processes on loopback, skopeo pushing, the real `ferry run`.
 
   bench/replication-bench.py [--pushes 200] [--repos 1000] [--tags 10] [--cluster-pushes 50]
+                             [--cluster-records 0]
                              [--burst 1000] [--burst-destinations 3]
 
 --burst N (0 skips it) pushes N tiny distinct images as fast as one keep-alive connection can PUT
@@ -14,7 +15,9 @@ Ferry's CPU per image-destination.
 --cluster-pushes N (0 skips it) repeats the latency measurement in cluster mode: `ferry operator`
 against a real kube-apiserver and etcd (tests/support/kube_control_plane.py, binaries from
 scripts/test-peers.sh), records as ImageReplication objects; the API server's audit log gives the
-operator's writes per push.
+operator's writes per push. --cluster-records N first creates N finished ImageReplication
+objects (COMPLETE, spec and status, through the API as the operator writes them), then starts the
+operator and reports its start-up time, threads and memory with them, and the push latency.
 
 Latency is the registry's push timestamp (the notification's event time, kept as pushedAt) to
 completedAt in the record; both are written by the processes involved, no client timing."""
@@ -27,6 +30,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +57,11 @@ def rss_kib(pid):
                 k, v = line.split(":")
                 out[k] = int(v.split()[0])
     return out
+
+
+def threads(pid):
+    """How many threads the process runs now (/proc/PID/task)."""
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def cpu_seconds(pid):
@@ -114,7 +123,60 @@ def latency_bench(work, pushes):
             p.stop()
 
 
-def cluster_latency_bench(work, pushes):
+def create_finished_records(control_plane, n, workers=8):
+    """n COMPLETE ImageReplication objects (create, then the status subresource), over `workers`
+    keep-alive connections; returns the seconds it took."""
+    now = datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.000Z")  # recent: the TTL sweep keeps them
+    base = "/apis/ferry.dev/v1alpha1/imagereplications"
+    host = control_plane.url.split("//")[1]
+
+    def obj(i):
+        digest = "sha256:" + hashlib.sha256(str(i).encode()).hexdigest()
+        return {"apiVersion": "ferry.dev/v1alpha1", "kind": "ImageReplication",
+                "metadata": {"name": f"bench-old-{i:07d}"},
+                "spec": {"source": {"registryId": "111111111111", "region": "us-east-1",
+                                    "repositoryName": f"old/app-{i % 1000}", "imageDigest": digest,
+                                    "imageTag": f"v{i}", "pushedAt": now},
+                         "destinations": [{"registryId": "111111111111", "region": "us-west-2"}]}}
+
+    def status(o):
+        o["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Replicated",
+                                       "message": "every destination is COMPLETE", "lastTransitionTime": now}],
+                       "replicationStatuses": [{"region": "us-west-2", "registryId": "111111111111",
+                                                "status": "COMPLETE", "startedAt": now, "completedAt": now,
+                                                "authorizedBy": "same-account", "tagged": True}],
+                       "digestShort": o["spec"]["source"]["imageDigest"][7:19], "progress": "1/1"}
+        return o
+    errors = []
+
+    def worker(start):
+        conn = http.client.HTTPSConnection(host, context=control_plane.ssl_context(), timeout=60)
+
+        def call(method, path, body):
+            conn.request(method, path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            if r.status >= 300:
+                raise RuntimeError(f"{method} {path}: {r.status} {data[:200]}")
+            return json.loads(data)
+        try:
+            for i in range(start, n, workers):
+                created = call("POST", base, obj(i))
+                call("PUT", f"{base}/{created['metadata']['name']}/status", status(created))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    began = time.monotonic()
+    ts_ = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    for t in ts_:
+        t.start()
+    for t in ts_:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.monotonic() - began
+
+
+def cluster_latency_bench(work, pushes, existing=0):
     workdir = os.path.join(work, "cluster")
     os.makedirs(workdir, exist_ok=True)
     procs = []
@@ -125,15 +187,22 @@ def cluster_latency_bench(work, pushes):
         procs += [a.process, b.process]
         cluster.apply(a.resource() + "---\n" + b.resource())
         cluster.apply(replication_config("a", a, [b]))
-        op = cluster.start_operator()
+        populate_s = create_finished_records(cluster.control_plane, existing) if existing else 0.0
+        started = time.monotonic()
+        op = cluster.start_operator(wait_engine=False)
+        cluster.wait_engine(op, timeout=600)
+        start_s = time.monotonic() - started
         idle = rss_kib(op.pid)
+        idle_threads = threads(op.pid)
 
         def writes():
             return sum(1 for e in cluster.control_plane.audit(user_agent_prefix="ferry-operator/")
                        if e["verb"] in ("create", "update", "patch"))
         before = writes()
         out = push_and_measure(workdir, a, pushes, cluster.records, op.pid)
-        return dict(out, idle_rss_kib=idle["VmRSS"], writes_per_push=(writes() - before) / pushes)
+        return dict(out, idle_rss_kib=idle["VmRSS"], writes_per_push=(writes() - before) / pushes,
+                    idle_threads=idle_threads, threads=threads(op.pid), existing=existing,
+                    populate_s=populate_s, start_s=start_s)
     finally:
         if procs:
             cluster.stop_operator()
@@ -255,6 +324,7 @@ def main():
     p.add_argument("--repos", type=int, default=1000)
     p.add_argument("--tags", type=int, default=10)
     p.add_argument("--cluster-pushes", type=int, default=50)
+    p.add_argument("--cluster-records", type=int, default=0)
     p.add_argument("--burst", type=int, default=1000)
     p.add_argument("--burst-destinations", type=int, default=3)
     args = p.parse_args()
@@ -269,11 +339,16 @@ def main():
             print(f"ferry RSS: idle {lat['idle_rss_kib'] / 1024:.1f} MiB (target < 40), after the pushes "
                   f"{lat['rss_after_kib'] / 1024:.1f} MiB, peak {lat['peak_kib'] / 1024:.1f} MiB")
         if args.cluster_pushes > 0:
-            cl = cluster_latency_bench(work, args.cluster_pushes)
+            cl = cluster_latency_bench(work, args.cluster_pushes, args.cluster_records)
+            if cl["existing"]:
+                print(f"with {cl['existing']} finished ImageReplication objects already in the API (created in "
+                      f"{cl['populate_s']:.0f} s): the operator's engine started {cl['start_s']:.1f} s after "
+                      f"the operator did")
             print(f"cluster mode (ferry operator, kube-apiserver + etcd): push→COMPLETE over "
                   f"{cl['pushes']} pushes p50 {cl['p50'] * 1000:.0f} ms (target < 150), p99 {cl['p99'] * 1000:.0f} ms "
                   f"(target < 500), max {cl['max'] * 1000:.0f} ms; API writes per push {cl['writes_per_push']:.1f}; "
-                  f"operator RSS idle {cl['idle_rss_kib'] / 1024:.1f} MiB, peak {cl['peak_kib'] / 1024:.1f} MiB")
+                  f"operator RSS idle {cl['idle_rss_kib'] / 1024:.1f} MiB, peak {cl['peak_kib'] / 1024:.1f} MiB; "
+                  f"threads idle {cl['idle_threads']}, after the pushes {cl['threads']}")
         if args.burst > 0:
             bu = burst_bench(work, args.burst, args.burst_destinations)
             print(f"burst of {bu['pushes']} pushes in {bu['push_s']:.1f} s × {bu['destinations']} destinations: "

@@ -71,18 +71,40 @@ json::value lease_object(const LeaderElectionConfig& c, const LeaseRecord& r) {
                         {"leaseTransitions", r.transitions}}}};
 }
 
+
 // One try: read the lease, decide, write. True when we hold the lease afterwards.
 bool try_acquire_or_renew(kube::Api& api, const LeaderElectionConfig& c, LeaseObserver& observer) {
-  const auto t = kube::leases();
-  auto current = api.get(t, c.namespace_, c.name);
-  if (!current && !current.error().not_found()) {
+  auto current = read_lease(api, c);
+  if (!current) {
     spdlog::warn("msg=\"reading the leader lease failed\" lease={}/{} error=\"{}\"", c.namespace_,
-                 c.name, current.error().to_string());
+                 c.name, current.error());
     return false;
   }
-  std::optional<LeaseRecord> rec;
-  if (current) rec = lease_record(*current);
-  const auto action = observer.decide(rec, Clock::now());
+  const auto action = observer.decide(current->record, Clock::now());
+  return action != LeaseAction::Wait && write_lease(api, c, action, *current);
+}
+
+}  // namespace
+
+bool sleep_for(std::chrono::milliseconds d, std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  return !cv.wait_for(lock, stop, d, [] { return false; }) && !stop.stop_requested();
+}
+
+std::expected<LeaseState, std::string> read_lease(kube::Api& api, const LeaderElectionConfig& c) {
+  auto current = api.get(kube::leases(), c.namespace_, c.name);
+  if (!current) {
+    if (current.error().not_found()) return LeaseState{};
+    return std::unexpected(current.error().to_string());
+  }
+  return LeaseState{lease_record(*current), kube::resource_version_of(*current)};
+}
+
+bool write_lease(kube::Api& api, const LeaderElectionConfig& c, LeaseAction action,
+                 const LeaseState& current) {
+  const auto t = kube::leases();
   const auto now = micro_now();
   const int duration = static_cast<int>(c.timing.lease_duration.count());
   switch (action) {
@@ -94,7 +116,8 @@ bool try_acquire_or_renew(kube::Api& api, const LeaderElectionConfig& c, LeaseOb
     }
     case LeaseAction::Renew:
     case LeaseAction::Acquire: {
-      LeaseRecord next = *rec;
+      if (!current.record) return false;
+      LeaseRecord next = *current.record;
       if (action == LeaseAction::Acquire) {
         next.holder = c.identity;
         next.acquire_time = now;
@@ -103,12 +126,11 @@ bool try_acquire_or_renew(kube::Api& api, const LeaderElectionConfig& c, LeaseOb
       next.duration_seconds = duration;
       next.renew_time = now;
       json::value object = lease_object(c, next);
-      object.as_object()["metadata"].as_object()["resourceVersion"] =
-          kube::resource_version_of(*current);
+      object.as_object()["metadata"].as_object()["resourceVersion"] = current.resource_version;
       auto res = api.replace(t, c.namespace_, c.name, object);
       if (!res && !res.error().conflict()) {
-        spdlog::warn("msg=\"writing the leader lease failed\" lease={}/{} error=\"{}\"",
-                     c.namespace_, c.name, res.error().to_string());
+        spdlog::warn("msg=\"writing a lease failed\" lease={}/{} error=\"{}\"", c.namespace_, c.name,
+                     res.error().to_string());
       }
       return res.has_value();
     }
@@ -116,15 +138,17 @@ bool try_acquire_or_renew(kube::Api& api, const LeaderElectionConfig& c, LeaseOb
   return false;
 }
 
-// Sleeps `d` or until stop; false when stopped.
-bool sleep_for(std::chrono::milliseconds d, std::stop_token stop) {
-  std::mutex m;
-  std::condition_variable_any cv;
-  std::unique_lock lock(m);
-  return !cv.wait_for(lock, stop, d, [] { return false; }) && !stop.stop_requested();
+bool release_lease(kube::Api& api, const LeaderElectionConfig& c) {
+  auto current = read_lease(api, c);
+  if (!current || !current->record || current->record->holder != c.identity) return false;
+  auto rec = *current->record;
+  rec.holder.clear();
+  rec.duration_seconds = 1;
+  rec.renew_time = micro_now();
+  json::value object = lease_object(c, rec);
+  object.as_object()["metadata"].as_object()["resourceVersion"] = current->resource_version;
+  return api.replace(kube::leases(), c.namespace_, c.name, object).has_value();
 }
-
-}  // namespace
 
 bool acquire_leadership(kube::Api& api, const LeaderElectionConfig& config, std::stop_token stop) {
   LeaseObserver observer(config.identity, config.timing);
@@ -155,20 +179,8 @@ bool hold_leadership(kube::Api& api, const LeaderElectionConfig& config, std::st
     }
   }
   // Release so that a successor need not wait for the lease to expire.
-  auto current = api.get(kube::leases(), config.namespace_, config.name);
-  if (current) {
-    auto rec = lease_record(*current);
-    if (rec && rec->holder == config.identity) {
-      rec->holder.clear();
-      rec->duration_seconds = 1;
-      rec->renew_time = micro_now();
-      json::value object = lease_object(config, *rec);
-      object.as_object()["metadata"].as_object()["resourceVersion"] =
-          kube::resource_version_of(*current);
-      if (api.replace(kube::leases(), config.namespace_, config.name, object)) {
-        spdlog::info("msg=\"released leadership\" lease={}/{}", config.namespace_, config.name);
-      }
-    }
+  if (release_lease(api, config)) {
+    spdlog::info("msg=\"released leadership\" lease={}/{}", config.namespace_, config.name);
   }
   return true;
 }

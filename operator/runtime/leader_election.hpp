@@ -4,6 +4,7 @@
 
 #include <boost/json/value.hpp>
 #include <chrono>
+#include <expected>
 #include <functional>
 #include <optional>
 #include <stop_token>
@@ -45,6 +46,8 @@ class LeaseObserver {
       : identity_(std::move(identity)), timing_(timing) {}
   LeaseAction decide(const std::optional<LeaseRecord>& current, Clock::time_point now);
   const std::string& identity() const { return identity_; }
+  // Since when, by local clock, the record has been as it is now.
+  Clock::time_point changed_at() const { return observed_at_; }
 
  private:
   std::string identity_;
@@ -59,6 +62,24 @@ struct LeaderElectionConfig {
   std::string identity;
   LeaderElectionTiming timing;
 };
+
+// A Lease as read: its record (none: no Lease exists) and the resourceVersion a write carries.
+struct LeaseState {
+  std::optional<LeaseRecord> record;
+  std::string resource_version;
+};
+// Reads the Lease config.name; an error is not "absent".
+std::expected<LeaseState, std::string> read_lease(kube::Api& api, const LeaderElectionConfig& config);
+// Writes Create, Renew or Acquire for config.identity over `current` (read just before); true when
+// the API took it (a conflict: someone else wrote first).
+bool write_lease(kube::Api& api, const LeaderElectionConfig& config, LeaseAction action,
+                 const LeaseState& current);
+// Gives the Lease up when config.identity holds it, so that a successor need not wait for it to
+// expire; true when it was released.
+bool release_lease(kube::Api& api, const LeaderElectionConfig& config);
+
+// Sleeps `d` or until `stop`; false when stopped.
+bool sleep_for(std::chrono::milliseconds d, std::stop_token stop);
 
 // Blocks until leadership is acquired (true) or `stop` is requested (false).
 bool acquire_leadership(kube::Api& api, const LeaderElectionConfig& config, std::stop_token stop);

@@ -37,26 +37,8 @@ constexpr const char* kNs = "ferry-system";
 class KubeStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // The control plane program applies the CRDs, creates the namespace, then prints READY.
-    control_plane_ = std::make_unique<Process>(
-        std::vector<std::string>{"/usr/bin/python3", ferry::testing::support_dir() + "/kube_control_plane.py",
-                                 "--dir", dir_ / "cp"},
-        dir_ / "control-plane.log");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    std::string line;
-    while (kubeconfig_.empty() && std::chrono::steady_clock::now() < deadline) {
-      std::ifstream log(dir_ / "control-plane.log");
-      while (std::getline(log, line)) {
-        if (line.starts_with("READY ")) kubeconfig_ = line.substr(6);
-      }
-      if (kubeconfig_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    if (kubeconfig_.empty()) {
-      std::ifstream log(dir_ / "control-plane.log");
-      std::stringstream text;
-      text << log.rdbuf();
-      FAIL() << "the control plane did not start:\n" << text.str();
-    }
+    control_plane_ = std::make_unique<ferry::testing::ControlPlane>(dir_.path().string());
+    kubeconfig_ = control_plane_->kubeconfig();
     auto config = kube::load_kubeconfig(kubeconfig_, "");
     ASSERT_TRUE(config) << config.error();
     client_ = std::make_unique<kube::Client>(*config);
@@ -116,7 +98,7 @@ class KubeStoreTest : public ::testing::Test {
 
   TempDir dir_;
   std::string kubeconfig_;
-  std::unique_ptr<Process> control_plane_;
+  std::unique_ptr<ferry::testing::ControlPlane> control_plane_;
   std::unique_ptr<kube::Client> client_;
   std::unique_ptr<kube::Api> api_;
 };

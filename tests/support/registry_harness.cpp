@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -86,6 +87,29 @@ void Process::stop() {
 }
 
 Process::~Process() { stop(); }
+
+ControlPlane::ControlPlane(const std::string& dir) {
+  const std::string log_path = dir + "/control-plane.log";
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{"/usr/bin/python3", support_dir() + "/kube_control_plane.py", "--dir",
+                               dir + "/cp"},
+      log_path);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  std::string line;
+  while (kubeconfig_.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::ifstream log(log_path);
+    while (std::getline(log, line)) {
+      if (line.starts_with("READY ")) kubeconfig_ = line.substr(6);
+    }
+    if (kubeconfig_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (kubeconfig_.empty()) {
+    std::ifstream log(log_path);
+    std::stringstream text;
+    text << log.rdbuf();
+    throw std::runtime_error("the control plane did not start:\n" + text.str());
+  }
+}
 
 // A free loopback port below the ephemeral range: the registry binds it only after this returns,
 // and a port from the ephemeral range can be taken meanwhile by any outgoing connection

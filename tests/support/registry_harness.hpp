@@ -45,6 +45,19 @@ class Process {
   int port_ = 0;
 };
 
+// A kube-apiserver + etcd with Ferry's CRDs applied by real kubectl and the ferry-system
+// namespace (tests/support/kube_control_plane.py under `dir`), stopped with this object. The
+// constructor waits for it (up to 120 s) and throws with its log when it does not come up.
+class ControlPlane {
+ public:
+  explicit ControlPlane(const std::string& dir);
+  const std::string& kubeconfig() const { return kubeconfig_; }
+
+ private:
+  std::string kubeconfig_;
+  std::unique_ptr<Process> process_;
+};
+
 // A loopback port that was free a moment ago (bind to port 0, read it back, close).
 int free_port();
 // Waits until something accepts on 127.0.0.1:port.
