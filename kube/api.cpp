@@ -1,6 +1,8 @@
 // Typed Kubernetes API calls: pagination, watch event dispatch, status writes with conflict retry.
 #include "kube/api.hpp"
 
+#include <functional>
+
 #include <boost/json.hpp>
 #include <random>
 
@@ -29,6 +31,20 @@ std::expected<json::value, ApiError> Api::get(const ResourceType& t, std::string
 std::expected<ListResult, ApiError> Api::list(const ResourceType& t, std::string_view ns,
                                               std::uint32_t page_size, std::stop_token stop) {
   ListResult out;
+  auto rv = list_pages(
+      t, ns, page_size,
+      [&](std::vector<json::value>&& items) {
+        for (auto& item : items) out.items.push_back(std::move(item));
+      },
+      stop);
+  if (!rv) return std::unexpected(rv.error());
+  out.resource_version = std::move(*rv);
+  return out;
+}
+
+std::expected<std::string, ApiError> Api::list_pages(
+    const ResourceType& t, std::string_view ns, std::uint32_t page_size,
+    const std::function<void(std::vector<json::value>&& items)>& on_page, std::stop_token stop) {
   ListParams p;
   p.limit = page_size;
   for (;;) {
@@ -36,27 +52,27 @@ std::expected<ListResult, ApiError> Api::list(const ResourceType& t, std::string
     if (!page) return std::unexpected(page.error());
     if (!page->is_object())
       return std::unexpected(ApiError{200, "BadResponse", "list is not an object"});
-    const auto& o = page->as_object();
-    if (const auto* items = o.if_contains("items"); items && items->is_array()) {
-      for (const auto& item : items->as_array()) {
-        json::value copy = item;
+    auto& o = page->as_object();
+    std::vector<json::value> items;
+    if (auto* listed = o.if_contains("items"); listed && listed->is_array()) {
+      items.reserve(listed->as_array().size());
+      for (auto& item : listed->as_array()) {
         // Items of a list carry no kind/apiVersion; add them so parse_resource can read them.
-        if (copy.is_object()) {
-          copy.as_object()["apiVersion"] = t.api_version();
-          copy.as_object()["kind"] = t.kind;
+        if (item.is_object()) {
+          item.as_object()["apiVersion"] = t.api_version();
+          item.as_object()["kind"] = t.kind;
         }
-        out.items.push_back(std::move(copy));
+        items.push_back(std::move(item));
       }
     }
-    std::string cont;
+    std::string cont, version;
     if (const auto* md = o.if_contains("metadata"); md && md->is_object()) {
       const auto& m = md->as_object();
-      if (const auto* rv = m.if_contains("resourceVersion"); rv && rv->is_string()) {
-        out.resource_version = rv->as_string();
-      }
+      if (const auto* rv = m.if_contains("resourceVersion"); rv && rv->is_string()) version = rv->as_string();
       if (const auto* c = m.if_contains("continue"); c && c->is_string()) cont = c->as_string();
     }
-    if (cont.empty()) return out;
+    on_page(std::move(items));
+    if (cont.empty()) return version;
     p.continue_token = cont;
   }
 }

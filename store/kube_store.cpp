@@ -196,16 +196,21 @@ std::expected<void, std::string> KubeStore::remove_image_replication(const std::
 
 std::vector<model::ImageReplication> KubeStore::image_replications(std::vector<std::string>* problems) const {
   const auto t = kube::image_replications();
-  auto list = api_.list(t, "");
-  if (!list) {
-    if (problems) problems->push_back("cannot list ImageReplications: " + list.error().to_string());
+  // Page by page: a page's objects are parsed, then dropped, so that many records never sit in
+  // memory twice over (as JSON and parsed).
+  std::vector<model::ImageReplication> out;
+  auto listed = api_.list_pages(t, "", 500, [&](std::vector<json::value>&& items) {
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& item : items) versions_[t.plural + "/" + kube::name_of(item)] = kube::resource_version_of(item);
+    }
+    for (auto& r : parse_items<model::ImageReplication>(items, "ImageReplication", problems)) out.push_back(std::move(r));
+  });
+  if (!listed) {
+    if (problems) problems->push_back("cannot list ImageReplications: " + listed.error().to_string());
     return {};
   }
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& item : list->items) versions_[t.plural + "/" + kube::name_of(item)] = kube::resource_version_of(item);
-  }
-  return parse_items<model::ImageReplication>(list->items, "ImageReplication", problems);
+  return out;
 }
 
 std::vector<model::Repository> KubeStore::repositories(std::vector<std::string>* problems) const {

@@ -40,6 +40,7 @@ std::vector<json::value> Informer::items() const {
 }
 
 bool Informer::relist(std::stop_token stop) {
+  if (!keep_objects_) return relist_streaming(stop);
   auto list = api_.list(type_, namespace_, 500, stop);
   if (!list) {
     if (stop.stop_requested()) return false;
@@ -64,6 +65,31 @@ bool Informer::relist(std::stop_token stop) {
                list->resource_version);
   for (const auto& obj : gone) handler_("DELETED", obj);
   for (const auto& [k, obj] : fresh) handler_("ADDED", obj);
+  if (first && on_synced_) on_synced_();
+  return true;
+}
+
+// Without a cache nothing needs the whole list at once: each page's objects go to the handler as
+// they arrive (an informer over every ImageReplication must not hold them all).
+bool Informer::relist_streaming(std::stop_token stop) {
+  std::size_t n = 0;
+  auto listed = api_.list_pages(
+      type_, namespace_, 500,
+      [&](std::vector<json::value>&& items) {
+        n += items.size();
+        for (const auto& obj : items) handler_("ADDED", obj);
+      },
+      stop);
+  if (!listed) {
+    if (stop.stop_requested()) return false;
+    spdlog::warn("msg=\"list failed\" resource={} error=\"{}\"", type_.plural,
+                 listed.error().to_string());
+    return false;
+  }
+  state_.listed(*listed);
+  ++lists_;
+  const bool first = !synced_.exchange(true);
+  spdlog::info("msg=\"listed\" resource={} items={} resourceVersion={}", type_.plural, n, *listed);
   if (first && on_synced_) on_synced_();
   return true;
 }
