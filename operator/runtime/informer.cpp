@@ -40,44 +40,22 @@ std::vector<json::value> Informer::items() const {
 }
 
 bool Informer::relist(std::stop_token stop) {
-  if (!keep_objects_) return relist_streaming(stop);
-  auto list = api_.list(type_, namespace_, 500, stop);
-  if (!list) {
-    if (stop.stop_requested()) return false;
-    spdlog::warn("msg=\"list failed\" resource={} error=\"{}\"", type_.plural,
-                 list.error().to_string());
-    return false;
-  }
+  // With a cache the list replaces it whole (what vanished from it is DELETED). Without one,
+  // each page's objects go to the handler as they arrive: an informer over every
+  // ImageReplication never holds them all.
   std::map<std::string, json::value> fresh;
-  for (auto& item : list->items) fresh.emplace(key_of(item), std::move(item));
-  std::vector<json::value> gone;
-  if (keep_objects_) {
-    std::lock_guard lock(mutex_);
-    for (auto& [k, v] : cache_) {
-      if (!fresh.contains(k)) gone.push_back(std::move(v));
-    }
-    cache_ = fresh;
-  }
-  state_.listed(list->resource_version);
-  ++lists_;
-  const bool first = !synced_.exchange(true);
-  spdlog::info("msg=\"listed\" resource={} items={} resourceVersion={}", type_.plural, fresh.size(),
-               list->resource_version);
-  for (const auto& obj : gone) handler_("DELETED", obj);
-  for (const auto& [k, obj] : fresh) handler_("ADDED", obj);
-  if (first && on_synced_) on_synced_();
-  return true;
-}
-
-// Without a cache nothing needs the whole list at once: each page's objects go to the handler as
-// they arrive (an informer over every ImageReplication must not hold them all).
-bool Informer::relist_streaming(std::stop_token stop) {
   std::size_t n = 0;
   auto listed = api_.list_pages(
       type_, namespace_, 500,
       [&](std::vector<json::value>&& items) {
         n += items.size();
-        for (const auto& obj : items) handler_("ADDED", obj);
+        for (auto& item : items) {
+          if (keep_objects_) {
+            fresh.emplace(key_of(item), std::move(item));
+          } else {
+            handler_("ADDED", item);
+          }
+        }
       },
       stop);
   if (!listed) {
@@ -86,10 +64,20 @@ bool Informer::relist_streaming(std::stop_token stop) {
                  listed.error().to_string());
     return false;
   }
+  std::vector<json::value> gone;
+  if (keep_objects_) {
+    std::lock_guard lock(mutex_);
+    for (auto& [k, v] : cache_) {
+      if (!fresh.contains(k)) gone.push_back(std::move(v));
+    }
+    cache_ = fresh;
+  }
   state_.listed(*listed);
   ++lists_;
   const bool first = !synced_.exchange(true);
   spdlog::info("msg=\"listed\" resource={} items={} resourceVersion={}", type_.plural, n, *listed);
+  for (const auto& obj : gone) handler_("DELETED", obj);
+  for (const auto& [k, obj] : fresh) handler_("ADDED", obj);
   if (first && on_synced_) on_synced_();
   return true;
 }

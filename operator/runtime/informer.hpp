@@ -65,7 +65,6 @@ class Informer {
 
  private:
   bool relist(std::stop_token stop);
-  bool relist_streaming(std::stop_token stop);
   kube::Api& api_;
   kube::ResourceType type_;
   std::string namespace_;
