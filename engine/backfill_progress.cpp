@@ -28,7 +28,8 @@ ReplicationEngine::Impl::BackfillRun* ReplicationEngine::Impl::find_backfill(
 // records go on as records; nothing in a registry is touched, S10).
 void ReplicationEngine::Impl::update_backfills() {
   std::set<std::string> present;
-  for (const auto& b : index.backfills()) {
+  static const std::vector<model::ReplicationBackfill> none;  // another engine runs them
+  for (const auto& b : opts.run_backfills ? index.backfills() : none) {
     present.insert(b.metadata.name);
     auto [it, fresh] = backfills.try_emplace(b.metadata.name);
     if (!fresh && !it->second.object.metadata.uid.empty() &&

@@ -59,6 +59,10 @@ asio::awaitable<void> ReplicationEngine::Impl::take_ecr_event(RegistryKey reg, a
         "msg=\"ECR event of another registry dropped\" registry={} event_registry={}/{} "
         "message_id={}",
         key_text(reg), event->account, event->region, m.message_id);
+  } else if (opts.owns && !opts.owns(reg, event->push.repository)) {
+    // Another shard's: left in the queue, which hands it to another consumer after its
+    // visibility timeout.
+    remove = false;
   } else {
     auto recorded = co_await handle_push(reg, event->push, "sqs");
     if (!recorded) {

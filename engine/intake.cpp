@@ -79,6 +79,7 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::handl
     pushes.Add({{"via", via}, {"outcome", "own_write"}}).Increment();
     co_return std::expected<void, std::string>{};
   }
+  if (opts.owns && !opts.owns(src, push.repository)) co_return std::expected<void, std::string>{};  // another shard's
   if (!effective_loaded) {
     pushes.Add({{"via", via}, {"outcome", "state_unreadable"}}).Increment();
     co_return std::unexpected(
@@ -139,8 +140,9 @@ asio::awaitable<std::expected<void, std::string>> ReplicationEngine::Impl::handl
   co_return std::expected<void, std::string>{};
 }
 
-std::optional<NotificationOutcome> ReplicationEngine::Impl::authenticate_notification(
-    const std::string& registry_name, const std::string& authorization) const {
+std::optional<NotificationOutcome> authenticate_notification(const model::ResourceIndex& index,
+                                                            const std::string& registry_name,
+                                                            const std::string& authorization) {
   const model::Registry* reg = index.registry_named(registry_name);
   if (!reg) return NotificationOutcome{404, "no Registry named \"" + registry_name + "\""};
   if (reg->spec.notifications_token_secret_ref) {
@@ -159,6 +161,11 @@ std::optional<NotificationOutcome> ReplicationEngine::Impl::authenticate_notific
     if (!same || diff != 0) return NotificationOutcome{401, "missing or wrong bearer token"};
   }
   return std::nullopt;
+}
+
+std::optional<NotificationOutcome> ReplicationEngine::Impl::authenticate_notification(
+    const std::string& registry_name, const std::string& authorization) const {
+  return engine::authenticate_notification(index, registry_name, authorization);
 }
 
 asio::awaitable<NotificationOutcome> ReplicationEngine::Impl::on_notification(

@@ -69,6 +69,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
       co_return;
     }
     for (auto& e : *listed) {
+      if (opts.owns && !opts.owns(reg, e.repository)) continue;  // another shard's
       if (++seen > opts.max_known_tags_per_registry) break;
       names.insert(e.repository);
       found.push_back(std::move(e));
@@ -84,6 +85,7 @@ asio::awaitable<void> ReplicationEngine::Impl::poll_once(RegistryKey reg) {
       polled(false);
       co_return;
     }
+    if (opts.owns) std::erase_if(*repos, [&](const std::string& r) { return !opts.owns(reg, r); });
     repositories = repos->size();
     // Tags of every repository, then each tag's digest: HEADs in parallel (loopback registries
     // answer a HEAD in milliseconds, so a sequential scan of 10,000 tags would take half a minute).

@@ -86,4 +86,8 @@ std::string ReplicationEngine::metrics_text() const {
   return s.Serialize(impl_->m->registry->Collect());
 }
 
+std::vector<prometheus::MetricFamily> ReplicationEngine::metric_families() const {
+  return impl_->m->registry->Collect();
+}
+
 }  // namespace ferry::engine

@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <prometheus/metric_family.h>
+
+#include "reconcilers/model/replication.hpp"
 #include "reconcilers/model/resources.hpp"
 #include "store/record_store.hpp"
 
@@ -43,12 +46,24 @@ struct EngineOptions {
   // Where record-store writes run when the store blocks on the network (cluster mode: a thread
   // pool; the Kubernetes API is a round trip away). Empty: on the engine's thread (a local store).
   boost::asio::any_io_executor store_executor;
+  // Scale-out (SPEC §8): set, the engine takes only pushes of the repositories it owns (its
+  // shard's) from notifications, polls and queues; the others are another engine's.
+  std::function<bool(const model::RegistryKey& source, const std::string& repository)> owns;
+  // Whether this engine runs the ReplicationBackfills (with shards, one engine does).
+  bool run_backfills = true;
 };
 
 struct NotificationOutcome {
   unsigned status = 200;  // HTTP status for the registry
   std::string message;
 };
+
+// The part of POST /registry-events/{registryName} decided from the headers alone (SPEC §6):
+// unknown Registry (404), token Secret missing (503), bearer token missing or wrong (401) — the
+// bearer compared in constant time. nullopt: go on and read the body.
+std::optional<NotificationOutcome> authenticate_notification(const model::ResourceIndex& index,
+                                                            const std::string& registry_name,
+                                                            const std::string& authorization);
 
 // Runs on one io_context thread; every public call must be made on that thread (the HTTP
 // handlers and timers of `ferry run` are).
@@ -103,6 +118,8 @@ class ReplicationEngine {
   std::map<model::RegistryKey, std::string> effective_since(const model::RegistryKey& source) const;
   // Prometheus text exposition of the engine's metrics.
   std::string metrics_text() const;
+  // The same metrics, collected (to be merged with other engines', each with its own label).
+  std::vector<prometheus::MetricFamily> metric_families() const;
 
   struct Impl;
 

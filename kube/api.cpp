@@ -44,9 +44,11 @@ std::expected<ListResult, ApiError> Api::list(const ResourceType& t, std::string
 
 std::expected<std::string, ApiError> Api::list_pages(
     const ResourceType& t, std::string_view ns, std::uint32_t page_size,
-    const std::function<void(std::vector<json::value>&& items)>& on_page, std::stop_token stop) {
+    const std::function<void(std::vector<json::value>&& items)>& on_page, std::stop_token stop,
+    std::string_view label_selector) {
   ListParams p;
   p.limit = page_size;
+  p.label_selector = label_selector;
   for (;;) {
     auto page = object_call(list_request(t, ns, p), stop);
     if (!page) return std::unexpected(page.error());

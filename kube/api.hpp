@@ -38,11 +38,12 @@ class Api {
                                            std::stop_token stop = {});
   // The same, each page's items handed to `on_page` as it arrives and then dropped, so that a
   // list of many objects never sits in memory whole; returns the list's resourceVersion. After
-  // an error, the pages before it have been handed over.
+  // an error, the pages before it have been handed over. A label selector lists only the
+  // objects it matches (the API server filters).
   std::expected<std::string, ApiError> list_pages(
       const ResourceType& t, std::string_view ns, std::uint32_t page_size,
       const std::function<void(std::vector<boost::json::value>&& items)>& on_page,
-      std::stop_token stop = {});
+      std::stop_token stop = {}, std::string_view label_selector = {});
   // Streams events to `on_event` until the server ends the watch; an ERROR event with code 410
   // (or HTTP 410) ends it as Gone.
   std::expected<WatchEnd, ApiError> watch(const ResourceType& t, std::string_view ns,

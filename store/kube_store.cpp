@@ -118,6 +118,11 @@ std::expected<void, std::string> KubeStore::save(const model::ImageReplication& 
   const auto t = kube::image_replications();
   const std::string& name = record.metadata.name;
   json::object obj = model::to_json(record);
+  if (!opts_.record_labels.empty()) {
+    auto& labels = obj["metadata"].as_object()["labels"];
+    if (!labels.is_object()) labels = json::object{};
+    for (const auto& [k, v] : opts_.record_labels) labels.as_object()[k] = v;
+  }
   bool known;
   {
     std::lock_guard lock(mutex_);
@@ -205,7 +210,7 @@ std::vector<model::ImageReplication> KubeStore::image_replications(std::vector<s
       for (const auto& item : items) versions_[t.plural + "/" + kube::name_of(item)] = kube::resource_version_of(item);
     }
     for (auto& r : parse_items<model::ImageReplication>(items, "ImageReplication", problems)) out.push_back(std::move(r));
-  });
+  }, {}, opts_.record_selector);
   if (!listed) {
     if (problems) problems->push_back("cannot list ImageReplications: " + listed.error().to_string());
     return {};
@@ -230,7 +235,8 @@ std::vector<model::Repository> KubeStore::repositories(std::vector<std::string>*
 //   ferry-state-<key>-<slot>-<i>   chunk i of that write, annotated with its generation
 // A large write fills the slot the head does not point at, then replaces the head, so a crash
 // at any moment leaves the previous state readable.
-std::expected<void, std::string> KubeStore::save_state(const std::string& key, const json::value& v) {
+std::expected<void, std::string> KubeStore::save_state(const std::string& bare_key, const json::value& v) {
+  const std::string key = opts_.state_prefix + bare_key;
   const auto t = kube::config_maps();
   const std::string text = json::serialize(v);
   auto put = [&](const std::string& name, json::object annotations, const std::string& data)
@@ -276,7 +282,8 @@ std::expected<void, std::string> KubeStore::save_state(const std::string& key, c
              "");
 }
 
-std::expected<std::optional<json::value>, std::string> KubeStore::load_state(const std::string& key) const {
+std::expected<std::optional<json::value>, std::string> KubeStore::load_state(const std::string& bare_key) const {
+  const std::string key = opts_.state_prefix + bare_key;
   const auto t = kube::config_maps();
   const std::string head_name = opts_.state_namespace + "/" + state_object_name(key, 0);
   auto head = api_.get(t, opts_.state_namespace, state_object_name(key, 0));

@@ -19,6 +19,12 @@ struct KubeStoreOptions {
   // Bookkeeping larger than this is split over several ConfigMaps (a ConfigMap holds at most
   // 1 MiB); see docs/operations.md.
   std::size_t state_chunk_bytes = 512 * 1024;
+  // Scale-out (one store per shard): labels every ImageReplication this store creates carries,
+  // the selector that lists only those, and a prefix on every state key, so that each shard's
+  // records and bookkeeping are its own.
+  std::map<std::string, std::string> record_labels;
+  std::string record_selector;
+  std::string state_prefix;
 };
 
 // Every call blocks on the API server (loopback-fast in a cluster, a few milliseconds); calls may
@@ -37,6 +43,7 @@ class KubeStore final : public RecordStore {
   std::vector<model::Repository> repositories(std::vector<std::string>* problems = nullptr) const override;
   std::expected<void, std::string> save_state(const std::string& key, const boost::json::value& v) override;
   std::expected<std::optional<boost::json::value>, std::string> load_state(const std::string& key) const override;
+  const KubeStoreOptions& options() const { return opts_; }
 
   // ConfigMap names of a state key: "ferry-state-<key>", then "-1", "-2"... for further chunks.
   static std::string state_object_name(const std::string& key, std::size_t chunk);

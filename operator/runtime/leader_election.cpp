@@ -60,9 +60,15 @@ namespace {
 std::string micro_now() { return model::format_micro_time(std::chrono::system_clock::now()); }
 
 json::value lease_object(const LeaderElectionConfig& c, const LeaseRecord& r) {
+  json::object metadata{{"name", c.name}, {"namespace", c.namespace_}};
+  if (!c.annotations.empty()) {
+    json::object a;
+    for (const auto& [k, v] : c.annotations) a[k] = v;
+    metadata["annotations"] = std::move(a);
+  }
   return json::object{{"apiVersion", "coordination.k8s.io/v1"},
                       {"kind", "Lease"},
-                      {"metadata", {{"name", c.name}, {"namespace", c.namespace_}}},
+                      {"metadata", std::move(metadata)},
                       {"spec",
                        {{"holderIdentity", r.holder},
                         {"leaseDurationSeconds", r.duration_seconds},
@@ -99,7 +105,14 @@ std::expected<LeaseState, std::string> read_lease(kube::Api& api, const LeaderEl
     if (current.error().not_found()) return LeaseState{};
     return std::unexpected(current.error().to_string());
   }
-  return LeaseState{lease_record(*current), kube::resource_version_of(*current)};
+  LeaseState state{lease_record(*current), kube::resource_version_of(*current), {}};
+  if (const auto* md = current->as_object().if_contains("metadata"); md && md->is_object()) {
+    if (const auto* a = md->as_object().if_contains("annotations"); a && a->is_object()) {
+      for (const auto& [k, v] : a->as_object())
+        if (v.is_string()) state.annotations[std::string(k)] = std::string(v.as_string());
+    }
+  }
+  return state;
 }
 
 bool write_lease(kube::Api& api, const LeaderElectionConfig& c, LeaseAction action,
@@ -145,7 +158,9 @@ bool release_lease(kube::Api& api, const LeaderElectionConfig& c) {
   rec.holder.clear();
   rec.duration_seconds = 1;
   rec.renew_time = micro_now();
-  json::value object = lease_object(c, rec);
+  LeaderElectionConfig released = c;
+  released.annotations.clear();  // nobody's address any more
+  json::value object = lease_object(released, rec);
   object.as_object()["metadata"].as_object()["resourceVersion"] = current->resource_version;
   return api.replace(kube::leases(), c.namespace_, c.name, object).has_value();
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <expected>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -61,12 +62,15 @@ struct LeaderElectionConfig {
   std::string name;
   std::string identity;
   LeaderElectionTiming timing;
+  // Written on the Lease with each write of ours (a shard holder's notification address).
+  std::map<std::string, std::string> annotations;
 };
 
 // A Lease as read: its record (none: no Lease exists) and the resourceVersion a write carries.
 struct LeaseState {
   std::optional<LeaseRecord> record;
   std::string resource_version;
+  std::map<std::string, std::string> annotations;
 };
 // Reads the Lease config.name; an error is not "absent".
 std::expected<LeaseState, std::string> read_lease(kube::Api& api, const LeaderElectionConfig& config);

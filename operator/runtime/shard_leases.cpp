@@ -50,14 +50,22 @@ ShardLeases::ShardLeases(kube::Api& api, ShardLeaseConfig config, Callback on_ac
                  ? config_.grace
                  : std::chrono::duration_cast<std::chrono::milliseconds>(config_.timing.retry_period) * 3 / 2),
       free_since_(config_.shards),
-      renewed_(config_.shards) {
+      renewed_(config_.shards),
+      holder_urls_(config_.shards) {
   for (std::uint32_t i = 0; i < config_.shards; ++i)
     observers_.emplace_back(config_.identity, config_.timing);
 }
 
 LeaderElectionConfig ShardLeases::lease(std::uint32_t shard) const {
-  return {config_.namespace_, model::shard_lease_name(config_.prefix, shard), config_.identity,
-          config_.timing};
+  LeaderElectionConfig c{config_.namespace_, model::shard_lease_name(config_.prefix, shard),
+                         config_.identity, config_.timing, {}};
+  if (!config_.url.empty()) c.annotations[kNotificationsUrlAnnotation] = config_.url;
+  return c;
+}
+
+std::string ShardLeases::holder_url(std::uint32_t shard) const {
+  std::lock_guard lock(mutex_);
+  return shard < holder_urls_.size() ? holder_urls_[shard] : std::string();
 }
 
 std::set<std::uint32_t> ShardLeases::held() const {
@@ -95,6 +103,14 @@ void ShardLeases::pass() {
     } else {
       if (free_since_[i] == Clock::time_point{}) free_since_[i] = now;
       seen[i].free_for = now - free_since_[i];
+    }
+    {
+      std::lock_guard lock(mutex_);
+      auto url = state->annotations.find(kNotificationsUrlAnnotation);
+      holder_urls_[i] = seen[i].action == LeaseAction::Wait && !seen[i].holder.empty() &&
+                                url != state->annotations.end()
+                            ? url->second
+                            : std::string();
     }
     states[i] = std::move(*state);
   }

@@ -30,7 +30,12 @@ struct ShardLeaseConfig {
   // How long a free shard waits for a replica below its share before others take it; 0: one and
   // a half retry periods, so every replica has passed at least once meanwhile.
   std::chrono::milliseconds grace{0};
+  // Where this replica takes notifications for its shards (written on their Leases as
+  // ferry.dev/notifications-url); other replicas forward a push of such a shard there.
+  std::string url;
 };
+
+inline constexpr const char* kNotificationsUrlAnnotation = "ferry.dev/notifications-url";
 
 // What one pass saw of a shard's Lease.
 struct ShardSeen {
@@ -59,6 +64,9 @@ class ShardLeases {
   // (`release` false leaves them to expire, as a replica that died would).
   void run(std::stop_token stop, bool release = true);
   std::set<std::uint32_t> held() const;  // any thread
+  // The notification address of the replica holding `shard` by the last pass (live Lease, not
+  // ours); empty when it is free, ours, unread or carries none. Any thread.
+  std::string holder_url(std::uint32_t shard) const;
   const ShardLeaseConfig& config() const { return config_; }
 
  private:
@@ -75,6 +83,7 @@ class ShardLeases {
   std::vector<Clock::time_point> renewed_;     // of held shards
   mutable std::mutex mutex_;
   std::set<std::uint32_t> held_;
+  std::vector<std::string> holder_urls_;
 };
 
 }  // namespace ferry::runtime

@@ -139,7 +139,6 @@ TEST_F(ShardLeasesTest, ThreeReplicasShareTheShardsAndADeadOnesAreTakenOverOnceI
     EXPECT_EQ(holder, owner->id()) << "the Lease of shard " << shard;
   }
 
-  const auto killed = Steady::now();
   c->stop();  // as a replica that dies: its Leases stay until they expire
   auto taken = wait_until([&] { return total({a.get(), b.get()}) == 6; }, 20s);
   ASSERT_TRUE(taken) << "a " << a->held().size() << " + b " << b->held().size() << " of 6";
