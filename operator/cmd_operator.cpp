@@ -37,6 +37,8 @@
 #include "kube/config.hpp"
 #include "operator/logging.hpp"
 #include "operator/runtime/leader_election.hpp"
+#include "operator/runtime/shard_leases.hpp"
+#include "operator/shard_engines.hpp"
 #include "reconcilers/model/clock.hpp"
 #include "reconcilers/model/parse.hpp"
 #include "engine/replication_engine.hpp"
@@ -67,6 +69,10 @@ struct Flags {
   std::string webhook_cert_dir = "/tmp/k8s-webhook-server/serving-certs";
   int workers = 2;
   std::chrono::milliseconds grace{std::chrono::seconds(30)};
+  runtime::LeaderElectionTiming timing;
+  std::uint32_t shards = 0;  // 0: one engine, on the leader
+  std::uint32_t replicas = 1;
+  std::string notifications_url;
   engine::EngineOptions engine_options;
 };
 
@@ -79,8 +85,36 @@ std::string identity() {
   return std::string(host) + "_" + suffix;
 }
 
+// Where other replicas forward notifications of this replica's shards: --notifications-url, else
+// http://$POD_IP:<port of --registry-events-bind-address>.
+std::expected<std::string, std::string> notifications_url(const Flags& f) {
+  if (!f.notifications_url.empty()) return f.notifications_url;
+  const char* pod_ip = std::getenv("POD_IP");
+  const auto colon = f.events_addr.rfind(':');
+  if (!pod_ip || !*pod_ip || colon == std::string::npos)
+    return std::unexpected(std::string("--shards needs --notifications-url, or POD_IP and a port in "
+                                       "--registry-events-bind-address"));
+  return "http://" + std::string(pod_ip) + ":" + f.events_addr.substr(colon + 1);
+}
+
 int run(Flags& f) {
   engine::EngineOptions& engine_options = f.engine_options;
+  if (!(f.timing.retry_period < f.timing.renew_deadline && f.timing.renew_deadline < f.timing.lease_duration)) {
+    spdlog::error("msg=\"the leader election times must grow: retry period < renew deadline < lease duration\"");
+    return 1;
+  }
+  const bool sharding = f.shards > 0;
+  std::string own_url;
+  if (sharding) {
+    auto url = notifications_url(f);
+    if (!url) {
+      spdlog::error("msg=\"{}\"", url.error());
+      return 1;
+    }
+    own_url = *url;
+  }
+  // With shards, the controllers run on the replica holding the leader Lease, always.
+  const bool elect = f.leader_elect || sharding;
 
   auto config = kube::load_default_config(f.kubeconfig, f.context);
   if (!config) {
@@ -106,8 +140,8 @@ int run(Flags& f) {
   kube::Api api(*client);
   operator_::Manager* manager_ptr = nullptr;  // set once the manager exists
   const std::string id = identity();
-  spdlog::info("msg=\"starting\" server={} context={} identity={} leader_elect={}", config->server,
-               config->context, id, f.leader_elect);
+  spdlog::info("msg=\"starting\" server={} context={} identity={} leader_elect={} shards={}", config->server,
+               config->context, id, elect, f.shards);
 
   // Two event loops: `io` serves health, metrics and the webhook; `engine_io` runs the replication
   // engine and its notification endpoint. The engine's record writes go to `store_pool` (below).
@@ -116,7 +150,8 @@ int run(Flags& f) {
 
   // The replication engine, with its records in the API. It runs once this replica leads and the
   // informers have synced; until then notifications get 503 and the registry retries.
-  store::KubeStore records(api, {f.state_namespace.empty() ? f.le_namespace : f.state_namespace});
+  const store::KubeStoreOptions store_options{f.state_namespace.empty() ? f.le_namespace : f.state_namespace};
+  store::KubeStore records(api, store_options);
   // The engine's record writes, Events and backfill statuses run here: each is an API round trip
   // that must not stop the copies and the notification endpoint on the engine's thread.
   boost::asio::thread_pool store_pool(4);
@@ -135,7 +170,37 @@ int run(Flags& f) {
   engine_options.on_effective_change = [&manager_ptr] {
     if (manager_ptr) manager_ptr->requeue_replication_configs();
   };
-  engine::ReplicationEngine engine(engine_io, records, engine_options);
+  std::stop_source stop;
+  std::atomic<int> exit_code{0};
+  // Without shards, one engine (on the leader); with them, one per shard this replica holds.
+  std::unique_ptr<engine::ReplicationEngine> engine;
+  std::unique_ptr<runtime::ShardLeases> shard_leases;
+  std::unique_ptr<operator_::ShardEngines> sharded;
+  if (!sharding) {
+    engine = std::make_unique<engine::ReplicationEngine>(engine_io, records, engine_options);
+  } else {
+    runtime::ShardLeaseConfig sc{f.le_namespace, "ferry-shard-", f.shards, f.replicas, id, f.timing, {}, own_url};
+    shard_leases = std::make_unique<runtime::ShardLeases>(
+        api, sc,
+        [&engine_io, &sharded](std::uint32_t shard) {
+          boost::asio::post(engine_io, [&sharded, shard] { sharded->acquire(shard); });
+        },
+        [&exit_code](std::uint32_t) {
+          // Its work must stop before another replica may take the Lease: exit, and a restart
+          // starts clean (as after lost leadership).
+          exit_code = 1;
+          kill(getpid(), SIGTERM);
+        });
+    sharded = std::make_unique<operator_::ShardEngines>(engine_io, api, store_options, engine_options,
+                                                        *shard_leases);
+  }
+  auto set_engine_resources = [&](std::vector<model::Resource> resources) {
+    if (sharded) {
+      sharded->set_resources(std::move(resources));
+    } else {
+      engine->set_resources(std::move(resources));
+    }
+  };
   std::atomic<bool> engine_running{false};
   std::atomic<bool> shutting_down{false};
   std::string engine_signature;  // engine thread only
@@ -152,8 +217,8 @@ int run(Flags& f) {
   };
   operator_::ManagerOptions manager_options{f.workers, id};
   manager_options.secret_namespaces = f.secret_namespaces;
-  manager_options.effective_since = [&engine](const model::RegistryKey& source) {
-    return engine.effective_since(source);
+  manager_options.effective_since = [&](const model::RegistryKey& source) {
+    return sharded ? sharded->effective_since(source) : engine->effective_since(source);
   };
   // Informer changes reach the engine coalesced (a burst of events, one reload), and only when
   // something the engine reads changed.
@@ -168,15 +233,20 @@ int run(Flags& f) {
         if (in.signature == engine_signature) return;
         engine_signature = std::move(in.signature);
         log_inputs(in.resources);
-        engine.set_resources(std::move(in.resources));
+        set_engine_resources(std::move(in.resources));
       });
     });
   };
   // `ferry retry` / kubectl annotate ferry.dev/retry=...: the engine retries on its thread (before
   // it runs, its start reads the annotations of the records it loads).
   manager_options.on_retry_requested = [&](const std::string& record, const std::string& at) {
-    boost::asio::post(engine_io, [&engine, &engine_running, record, at] {
-      if (engine_running) engine.retry(record, at);
+    boost::asio::post(engine_io, [&, record, at] {
+      if (!engine_running) return;
+      if (sharded) {
+        sharded->retry(record, at);
+      } else {
+        engine->retry(record, at);
+      }
     });
   };
   // The engine starts on its thread once every informer has listed (the Manager runs them only
@@ -187,21 +257,22 @@ int run(Flags& f) {
       auto in = manager_ptr->engine_inputs();
       engine_signature = std::move(in.signature);
       log_inputs(in.resources);
-      engine.set_resources(std::move(in.resources));
-      engine.start();
+      set_engine_resources(std::move(in.resources));
+      if (engine) engine->start();  // sharded: each held shard's engine starts now
       engine_running = true;
       manager_ptr->requeue_replication_configs();  // with the engine's effective times now
     });
   };
   operator_::Manager manager(api, manager_options);
   manager_ptr = &manager;
-  std::atomic<bool> standby{f.leader_elect};
+  std::atomic<bool> standby{elect && !sharding};  // a sharded replica runs engines either way
 
   operator_::OperatorEndpoints endpoints;
   try {
     endpoints = operator_::start_endpoints({f.health_addr, f.metrics_addr, f.events_addr,
                                             f.webhook_port, f.webhook_host, f.webhook_cert_dir},
-                                           io, engine_io, manager, engine, standby, engine_running);
+                                           io, engine_io, manager, {engine.get(), sharded.get()}, standby,
+                                           engine_running);
   } catch (const std::exception& e) {
     spdlog::error("msg=\"cannot start the HTTP endpoints\" error=\"{}\"", e.what());
     return 1;
@@ -215,19 +286,24 @@ int run(Flags& f) {
     engine_io.run();
   });
 
-  std::stop_source stop;
-  std::atomic<int> exit_code{0};
+  std::thread shard_thread;
+  if (sharding) {
+    // Every replica watches (its engines need the resources) and takes shards; only the leader
+    // runs the controllers.
+    manager.start_informers();
+    shard_thread = std::thread([&] { shard_leases->run(stop.get_token()); });
+  }
   std::thread runner([&] {
-    runtime::LeaderElectionConfig le{f.le_namespace, f.le_id, id, {}};
-    if (f.leader_elect) {
+    runtime::LeaderElectionConfig le{f.le_namespace, f.le_id, id, f.timing, {}};
+    if (elect) {
       if (!runtime::acquire_leadership(api, le, stop.get_token())) return;
       standby = false;
     }
     manager.set_leader(true);
-    manager.start();
+    manager.start();  // the informers, if not yet, and the controllers
     // The engine starts on its own thread once every informer has listed (manager_options.
     // on_synced); meanwhile this thread goes on to renew the Lease.
-    if (f.leader_elect) {
+    if (elect) {
       if (!runtime::hold_leadership(api, le, stop.get_token())) {
         exit_code =
             1;  // leadership lost: exit so that a restart starts clean, as controller-runtime does
@@ -264,19 +340,28 @@ int run(Flags& f) {
         engine_io,
         [&]() -> boost::asio::awaitable<void> {
           engine_running = false;
-          engine.stop();
-          if (!co_await engine.drained(deadline) && engine.running() > 0) {
-            spdlog::warn("msg=\"copies left in flight; they resume under the next leader\" running={}",
-                         engine.running());
+          if (sharded) {
+            sharded->stop();
+            if (!co_await sharded->drained(deadline) && sharded->running() > 0) {
+              spdlog::warn("msg=\"copies left in flight; they resume under the shards' next holders\" running={}",
+                           sharded->running());
+            }
+          } else {
+            engine->stop();
+            if (!co_await engine->drained(deadline) && engine->running() > 0) {
+              spdlog::warn("msg=\"copies left in flight; they resume under the next leader\" running={}",
+                           engine->running());
+            }
           }
           drained.set_value();
         },
         boost::asio::detached);
     drained.get_future().wait();
   }
-  stop.request_stop();
+  stop.request_stop();  // the shard Leases are released now that their work has stopped
   manager.stop();
   runner.join();
+  if (shard_thread.joinable()) shard_thread.join();
   endpoints.stop(io, engine_io);
   io.stop();
   engine_io.stop();
@@ -339,6 +424,26 @@ CLI::App* add_operator(CLI::App& app, Action& action) {
          "--workers", [f](int n) { f->workers = std::max(1, n); }, "concurrent reconciles per controller (default 2)")
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);
+  add_duration(*cmd, "--leader-election-lease-duration", f->timing.lease_duration,
+               "how long a leader or shard Lease lasts unrenewed (default 15s)");
+  add_duration(*cmd, "--leader-election-renew-deadline", f->timing.renew_deadline,
+               "a holder that could not renew for this long gives its Lease up (default 10s)");
+  add_duration(*cmd, "--leader-election-retry-period", f->timing.retry_period,
+               "time between Lease reads and renewals (default 2s)");
+  cmd->add_option("--shards", f->shards,
+                  "scale-out: split repositories into N shards, each owned by the replica holding "
+                  "Lease ferry-shard-<i> (0: one engine, on the leader)")
+      ->type_name("N")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  cmd->add_option("--replicas", f->replicas, "replicas expected (with --shards): each takes about shards/replicas")
+      ->type_name("N")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--notifications-url", f->notifications_url,
+                  "with --shards: where other replicas forward notifications of this replica's shards "
+                  "(default http://$POD_IP:<registry-events port>)")
+      ->type_name("URL");
   add_duration(*cmd, "--graceful-shutdown-timeout", f->grace,
                "time in-flight work gets after SIGTERM, e.g. 30s (default 30s; a bare number is seconds)");
   cmd->callback([f, &action] { action = [f] { return run(*f); }; });

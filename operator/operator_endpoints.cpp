@@ -26,8 +26,7 @@ std::optional<std::string> listen_address(const std::string& flag) {
 
 OperatorEndpoints start_endpoints(const EndpointOptions& in, boost::asio::io_context& io,
                                   boost::asio::io_context& engine_io, Manager& manager,
-                                  engine::ReplicationEngine& engine,
-                                  const std::atomic<bool>& standby,
+                                  Engines engines, const std::atomic<bool>& standby,
                                   const std::atomic<bool>& engine_running) {
   OperatorEndpoints out;
   if (auto addr = listen_address(in.health)) {
@@ -49,10 +48,12 @@ OperatorEndpoints start_endpoints(const EndpointOptions& in, boost::asio::io_con
   }
   if (auto addr = listen_address(in.metrics)) {
     out.on_io.push_back(
-        std::make_unique<HttpServer>(io, *addr, [manager = &manager, engine = &engine](const HttpRequest& r) {
+        std::make_unique<HttpServer>(io, *addr, [manager = &manager, engines](const HttpRequest& r) {
           if (r.path == "/metrics") {
             return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                                manager->metrics_text() + engine->metrics_text() +
+                                manager->metrics_text() +
+                                    (engines.sharded ? engines.sharded->metrics_text()
+                                                     : engines.single->metrics_text()) +
                                     process_metrics_text()};
           }
           return HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
@@ -66,7 +67,12 @@ OperatorEndpoints start_endpoints(const EndpointOptions& in, boost::asio::io_con
     out.events = std::make_unique<HttpServer>(
         engine_io, *addr,
         HttpServer::AsyncHandler(
-            [running = &engine_running, engine = &engine](const HttpRequest& r) -> boost::asio::awaitable<HttpResponse> {
+            [running = &engine_running, engine = engines.single, sharded = engines.sharded](
+                const HttpRequest& r) -> boost::asio::awaitable<HttpResponse> {
+              if (sharded) {
+                HttpRequest copy = r;  // named: GCC 12 and temporaries in co_await arguments
+                co_return co_await sharded->serve(std::move(copy));
+              }
               // Path and method were checked from the headers (below); leadership is checked
               // again, since it can be lost while the body is read.
               if (!*running) {
@@ -78,7 +84,13 @@ OperatorEndpoints start_endpoints(const EndpointOptions& in, boost::asio::io_con
         std::size_t{1} << 20, std::nullopt,
         // Decided from the headers, before the body is read (SPEC §6): a request without the
         // token is refused whatever its size.
-        [running = &engine_running, engine = &engine](const HttpRequest& r) -> std::optional<HttpResponse> {
+        [running = &engine_running, engine = engines.single,
+         sharded = engines.sharded](const HttpRequest& r) -> std::optional<HttpResponse> {
+          if (sharded) {
+            if (!is_notification(r))
+              return HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
+            return sharded->check(r);
+          }
           if (!is_notification(r))
             return HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
           if (!*running && r.method == "POST") {

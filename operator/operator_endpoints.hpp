@@ -11,6 +11,7 @@
 #include "engine/replication_engine.hpp"
 #include "operator/controllers/manager.hpp"
 #include "operator/http_server.hpp"
+#include "operator/shard_engines.hpp"
 
 namespace ferry::operator_ {
 
@@ -31,13 +32,18 @@ struct OperatorEndpoints {
   void stop(boost::asio::io_context& io, boost::asio::io_context& engine_io);
 };
 
+// The engines behind the endpoints: the one engine, or (--shards) the engines of the held shards.
+struct Engines {
+  engine::ReplicationEngine* single = nullptr;
+  ShardEngines* sharded = nullptr;
+};
+
 // /readyz is ready on a standby (it serves the webhook) and on a leader once its caches are
-// synced; notifications get 503 until the engine runs. Throws std::runtime_error when an
-// address cannot be bound.
+// synced; notifications get 503 until the engine runs (a sharded replica forwards those of
+// shards it does not hold). Throws std::runtime_error when an address cannot be bound.
 OperatorEndpoints start_endpoints(const EndpointOptions& options, boost::asio::io_context& io,
                                   boost::asio::io_context& engine_io, Manager& manager,
-                                  engine::ReplicationEngine& engine,
-                                  const std::atomic<bool>& standby,
+                                  Engines engines, const std::atomic<bool>& standby,
                                   const std::atomic<bool>& engine_running);
 
 }  // namespace ferry::operator_

@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <boost/json.hpp>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -56,8 +57,10 @@ struct Manager::Impl {
   StatusWriter status{api, opts.instance};
 
   std::stop_source stop_source;
+  std::mutex threads_mutex;
   std::vector<std::jthread> threads;
   std::atomic<bool> started{false};
+  std::atomic<bool> controllers_started{false};
   std::atomic<bool> stopped{false};
   std::atomic<bool> synced_reported{false};
 
@@ -167,6 +170,11 @@ Manager::Manager(kube::Api& api, ManagerOptions options)
 Manager::~Manager() { stop(); }
 
 void Manager::start() {
+  start_informers();
+  start_controllers();
+}
+
+void Manager::start_informers() {
   if (impl_->started.exchange(true)) return;
   auto token = impl_->stop_source.get_token();
   std::vector<Informer*> informers{&impl_->registries, &impl_->policies, &impl_->configs, &impl_->repositories,
@@ -179,7 +187,13 @@ void Manager::start() {
         impl_->opts.on_synced();
     });
   }
+  std::lock_guard lock(impl_->threads_mutex);
   for (Informer* inf : informers) impl_->threads.emplace_back([inf, token] { inf->run(token); });
+}
+
+void Manager::start_controllers() {
+  if (impl_->stopped || impl_->controllers_started.exchange(true)) return;
+  std::lock_guard lock(impl_->threads_mutex);
   for (Controller* c : impl_->controllers()) {
     for (int i = 0; i < std::max(1, impl_->opts.workers); ++i) {
       impl_->threads.emplace_back([c] { c->work(); });
@@ -193,6 +207,7 @@ void Manager::stop() {
   if (!impl_->started || impl_->stopped.exchange(true)) return;
   impl_->stop_source.request_stop();
   for (Controller* c : impl_->controllers()) c->queue->shut_down();
+  std::lock_guard lock(impl_->threads_mutex);
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();
   }

@@ -49,7 +49,11 @@ class Manager {
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
+  // Informers and controllers together; or first the informers (every replica of a sharded
+  // operator needs them for its engines) and the controllers once this replica leads.
   void start();
+  void start_informers();
+  void start_controllers();
   // Stops watches and queues; in-flight reconciles finish. Idempotent.
   void stop();
   bool started() const;
