@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import unittest
+import unittest.mock
 import urllib.error
 import urllib.request
 
@@ -598,6 +599,25 @@ class TemplateTest(unittest.TestCase):
                              "Deployment"))["args"]
         self.assertIn("--log-level=debug", args)
         self.assertIn("--log-format=json", args)
+
+    def test_sharding_passes_shards_replicas_and_the_pod_ip_and_names_the_shard_leases(self):
+        docs = render(None, "--set", "sharding.shards=4", "--set", "replicaCount=3",
+                      "--set", "extraEnv[0].name=X", "--set-string", "extraEnv[0].value=1")
+        c = container(one(docs, "Deployment"))
+        self.assertIn("--shards=4", c["args"])
+        self.assertIn("--replicas=3", c["args"])
+        self.assertIn("--leader-elect", c["args"])
+        self.assertEqual(c["env"], [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                                    {"name": "X", "value": "1"}])
+        role = one(docs, "Role", "ferry-leaderelection")
+        self.assertEqual(role["rules"][0]["resourceNames"], ["ferry-leader"] + [f"ferry-shard-{i}" for i in range(4)])
+        default = container(one(self.default, "Deployment"))
+        self.assertEqual([a for a in default["args"] if a.startswith(("--shards", "--replicas"))], [])
+        self.assertNotIn("env", default)
+        self.assertEqual(one(self.default, "Role", "ferry-leaderelection")["rules"][0]["resourceNames"], ["ferry-leader"])
+        res = template(None, "--set", "sharding.shards=-1", check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("/sharding/shards", res.stderr)
 
     def test_leader_election_namespace_moves_the_lease_and_state_roles(self):
         docs = render(None, "--set", "leaderElection.namespace=ferry-coord")
@@ -1239,6 +1259,37 @@ class OperatorRbacTest(ClusterTestCase):
         secret_namespaces = {e["objectRef"].get("namespace") for e in events
                              if e.get("objectRef", {}).get("resource") == "secrets"}
         self.assertEqual(secret_namespaces, {NS, "team-b"})
+
+    def test_sharded_operator_holds_its_shard_leases_with_only_the_chart_rbac(self):
+        self.helm("upgrade", "--install", "ferry", str(CHART), "-n", NS, "--set", "sharding.shards=2",
+                  "--set", "replicaCount=2")
+        sa = self.cp.service_account_kubeconfig("ferry", NS)
+        self.assertEqual({g for g in self.granted(sa, NS) if g[1] == "leases" and g[2] == "update"},
+                         expand([("coordination.k8s.io", ["leases"], ["update"], ["ferry-leader", "ferry-shard-0",
+                                                                                   "ferry-shard-1"])]))
+        seen = len(self.cp.audit(username=SA_USER))
+        deploy = self.get("deployment", "ferry", "-n", NS)
+        self.assertIn("--shards=2", container(deploy)["args"])
+        with unittest.mock.patch.dict(os.environ, {"POD_IP": "127.0.0.1"}):  # the chart's downward API
+            op = OperatorProcess(self, deploy, sa)
+
+        def holders():
+            out = {}
+            for i in range(2):
+                lease = self.kubectl("get", "lease", f"ferry-shard-{i}", "-n", NS, "-o", "json", check=False)
+                if lease.returncode == 0:
+                    item = json.loads(lease.stdout)
+                    out[i] = (item["spec"].get("holderIdentity", ""),
+                              item["metadata"].get("annotations", {}).get("ferry.dev/notifications-url"))
+            return out if len(out) == 2 and all(h for h, _ in out.values()) else None
+        held = self.eventually(holders, "both shard Leases held", timeout=40)
+        self.assertEqual(len({h for h, _ in held.values()}), 1, held)
+        self.assertEqual({url for _, url in held.values()}, {f"http://127.0.0.1:{op.events}"})
+        op.stop(self)
+        self.assertEqual(self.denied(self.audit_events(seen)), [], "requests the chart's RBAC refused")
+        released = [self.kubectl("get", "lease", f"ferry-shard-{i}", "-n", NS, "-o",
+                                 "jsonpath={.spec.holderIdentity}").stdout for i in range(2)]
+        self.assertEqual(released, ["", ""], "a replica that stops gives its shards up")
 
     def working(self, wanted, since=0):
         """Whether the operator made the wanted (verb, resource, subresource) requests; fails at once
