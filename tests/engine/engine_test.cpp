@@ -13,6 +13,7 @@
 #include <string>
 
 #include "engine/replication_engine.hpp"
+#include "reconcilers/model/shard.hpp"
 #include "store/record_store.hpp"
 #include "test_util.hpp"
 
@@ -253,6 +254,48 @@ TEST_F(Intake, UnreadableEffectiveTimesHoldPushesBackAndMoveNoTime) {
   auto out = notify(engine, resent);
   EXPECT_EQ(out.status, 200u) << out.message;
   EXPECT_THAT(store.records, SizeIs(1));
+}
+
+// Scale-out (SPEC §8): engines of shards 0 and 1 of 2, each given every notification, record
+// only the pushes of their own repositories, and between them every push, once.
+TEST_F(Intake, EachShardsEngineRecordsOnlyItsRepositoriesAndTogetherTheyRecordEveryPushOnce) {
+  MemoryStore other;
+  auto shard = [](std::uint32_t i) {
+    EngineOptions o;
+    o.owns = [i](const model::RegistryKey& source, const std::string& repository) {
+      return model::shard_of(source, repository, 2) == i;
+    };
+    return o;
+  };
+  ReplicationEngine zero(io, store, shard(0));
+  ReplicationEngine one(io, other, shard(1));
+  zero.set_resources(resources());
+  one.set_resources(resources());
+  const model::RegistryKey east{"111111111111", "us-east-1"};
+  std::map<std::uint32_t, int> expected;
+  for (int i = 0; i < 12; ++i) {
+    const std::string repo = "prod/app" + std::to_string(i);
+    ++expected[model::shard_of(east, repo, 2)];
+    const auto body = push(repo, "v1", "2099-01-01T00:00:00Z");
+    EXPECT_EQ(notify(zero, body).status, 200u);
+    EXPECT_EQ(notify(one, body).status, 200u);
+  }
+  ASSERT_GT(expected[0], 0);
+  ASSERT_GT(expected[1], 0);
+  EXPECT_THAT(store.records, SizeIs(expected[0]));
+  EXPECT_THAT(other.records, SizeIs(expected[1]));
+  for (const auto& [name, r] : store.records) EXPECT_EQ(model::shard_of(east, r.spec.source.repository_name, 2), 0u);
+  for (const auto& [name, r] : other.records) EXPECT_EQ(model::shard_of(east, r.spec.source.repository_name, 2), 1u);
+}
+
+// The header check a sharded replica makes without an engine of its own.
+TEST(NotificationToken, IsCheckedFromTheResourcesAlone) {
+  const model::ResourceIndex index(resources());
+  EXPECT_FALSE(authenticate_notification(index, "east", kBearer).has_value());
+  EXPECT_EQ(authenticate_notification(index, "east", "Bearer wrong")->status, 401u);
+  EXPECT_EQ(authenticate_notification(index, "east", "")->status, 401u);
+  EXPECT_EQ(authenticate_notification(index, "nowhere", kBearer)->status, 404u);
+  EXPECT_FALSE(authenticate_notification(index, "west", "").has_value()) << "no token configured";
 }
 
 }  // namespace
