@@ -251,13 +251,21 @@ class StatusConditions(OperatorTestCase):
         self.assertEqual(self.kstatus("replicationconfigs")["ReplicationConfig/cfg"], "Current")
         self.assertEqual(self.jsonpath(
             "replicationconfig/cfg", '{.status.conditions[?(@.type=="Ready")].observedGeneration}'), "2")
+        # The example backfill's source (registry.us-east-1.example.com) cannot be listed: it stays
+        # PREPARING and says why (the operator retries the listing with a growing pause).
+        backfill = "replicationbackfill/acct-a-prod-to-us-west-2"
+        self.eventually(lambda: self.jsonpath(backfill, "{.status.message}").startswith(
+            "cannot list the source yet, retrying: catalog of registry.us-east-1.example.com: "), "backfill retrying")
+        self.assertEqual(self.jsonpath(backfill, "{.status.phase}"), "PREPARING")
+        self.assertEqual(self.jsonpath(backfill, cond % ("Ready", "reason")), "Preparing")
         # Status writes only when something changed: no status PUT while nothing changes.
         time.sleep(1)
         before = self.operator_requests("update", subresource="status") + self.operator_requests("patch", subresource="status")
         time.sleep(2)
         after = self.operator_requests("update", subresource="status") + self.operator_requests("patch", subresource="status")
         self.assertTrue(before, "no status write seen in the audit log")
-        self.assertEqual(len(before), len(after), "status rewritten without a change")
+        rewritten = [f"{e['objectRef'].get('resource')}/{e['objectRef'].get('name')}" for e in after[len(before):]]
+        self.assertEqual(len(before), len(after), f"status rewritten without a change: {rewritten}")
         # Events were recorded through events.k8s.io/v1, and the API server accepted them.
         events = [e for e in self.operator_requests("create", resource="events")
                   if e["objectRef"].get("apiGroup") == "events.k8s.io"]
