@@ -86,13 +86,9 @@ OperatorEndpoints start_endpoints(const EndpointOptions& in, boost::asio::io_con
         // token is refused whatever its size.
         [running = &engine_running, engine = engines.single,
          sharded = engines.sharded](const HttpRequest& r) -> std::optional<HttpResponse> {
-          if (sharded) {
-            if (!is_notification(r))
-              return HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
-            return sharded->check(r);
-          }
           if (!is_notification(r))
             return HttpResponse{404, "text/plain; charset=utf-8", "not found: " + r.path + "\n"};
+          if (sharded) return sharded->check(r);
           if (!*running && r.method == "POST") {
             return HttpResponse{503, "text/plain; charset=utf-8",
                                 "not the leader, or starting; retry later\n"};

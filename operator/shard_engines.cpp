@@ -4,7 +4,6 @@
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
-#include <boost/asio/steady_timer.hpp>
 #include <cstdlib>
 #include <set>
 
@@ -18,7 +17,6 @@ namespace ferry::operator_ {
 namespace {
 
 constexpr const char* kText = "text/plain; charset=utf-8";
-constexpr std::string_view kEvents = "/registry-events/";
 constexpr const char* kForwarded = "forwarded";  // query parameter of a forwarded notification
 
 }  // namespace
@@ -162,20 +160,15 @@ std::string ShardEngines::metrics_text() const {
 }
 
 std::optional<HttpResponse> ShardEngines::check(const HttpRequest& request) const {
-  if (!is_notification(request)) return std::nullopt;
-  if (request.method != "POST") return HttpResponse{405, kText, "use POST\n"};
-  if (!have_resources_) return HttpResponse{503, kText, "starting; retry later\n"};
   // Before the body is read, whichever shards it holds pushes of (SPEC §6).
-  auto refused = engine::authenticate_notification(index_, request.path.substr(kEvents.size()),
-                                                   request.authorization);
-  if (!refused) return std::nullopt;
-  spdlog::warn("msg=\"notification refused\" path={} status={} reason=\"{}\"", request.path, refused->status,
-               refused->message);
-  return HttpResponse{refused->status, kText, refused->message + "\n"};
+  return check_notification(request, [this](const std::string& registry, const std::string& authorization) {
+    if (!have_resources_) return std::optional(engine::NotificationOutcome{503, "starting; retry later"});
+    return engine::authenticate_notification(index_, registry, authorization);
+  });
 }
 
 boost::asio::awaitable<HttpResponse> ShardEngines::serve(HttpRequest request) {
-  const std::string name = request.path.substr(kEvents.size());
+  const std::string name = notification_registry(request);
   // The Registry may have gone while the body was read.
   if (auto refused = engine::authenticate_notification(index_, name, request.authorization))
     co_return HttpResponse{refused->status, kText, refused->message + "\n"};

@@ -27,6 +27,27 @@ from testproc import free_port, wait_until  # noqa: E402
 from kube_control_plane import ControlPlane, peer  # noqa: E402
 
 
+NOTIFICATION_TYPE = "application/vnd.docker.distribution.events.v1+json"
+
+
+def post_notification(url, body, authorization=None, content_type=NOTIFICATION_TYPE, timeout=30):
+    """POSTs a registry notification body (bytes): (HTTP status, answer text), errors included."""
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    if authorization:
+        req.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def http_text(url, timeout=5):
+    """The body of a GET that answers 2xx (an error status raises)."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
 def run(cmd, check=True, **kw):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     if check and p.returncode != 0:
@@ -387,17 +408,9 @@ class Ferry:
                     out.append(json.load(fh))
         return out
 
-    def post_events(self, registry_name, body, content_type="application/vnd.docker.distribution.events.v1+json",
-                    token=None):
-        req = urllib.request.Request(f"{self.url}/registry-events/{registry_name}", data=body.encode(),
-                                     method="POST", headers={"Content-Type": content_type})
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+    def post_events(self, registry_name, body, content_type=NOTIFICATION_TYPE, token=None):
+        return post_notification(f"{self.url}/registry-events/{registry_name}", body.encode(),
+                                 f"Bearer {token}" if token else None, content_type)
 
 
 class Cluster:

@@ -10,12 +10,10 @@ import sys
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FERRY, Cluster, E2ETest, Registry, allow_statement, registry_policy,  # noqa: E402
-                     replication_config, run, wait_until)
+                     post_notification, replication_config, run, wait_until)
 from testproc import free_port  # noqa: E402
 
 A_ID, B_ID = "111111111111", "222222222222"
@@ -406,13 +404,7 @@ class ClusterSlowApi(ClusterModeTest):
                 body = json.dumps({"events": [{"id": f"evt-slow-{n}", "action": "push", "target": {
                     "mediaType": "application/vnd.oci.image.manifest.v1+json", "repository": "noise",
                     "digest": digest, "tag": f"t{n}"}}]}).encode()
-                req = urllib.request.Request(f"{self.cluster.url}/registry-events/a", data=body, method="POST",
-                                             headers={"Content-Type": "application/vnd.docker.distribution.events.v1+json"})
-                try:
-                    with urllib.request.urlopen(req, timeout=120) as r:
-                        code = r.status
-                except urllib.error.HTTPError as e:
-                    code = e.code
+                code, _ = post_notification(f"{self.cluster.url}/registry-events/a", body, timeout=120)
                 with lock:
                     answers.append((time.monotonic(), code))
         senders = [threading.Thread(target=send, args=(w,), daemon=True) for w in range(10)]

@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Registry, replication_config, wait_until  # noqa: E402
+from harness import Cluster, Registry, http_text, post_notification, replication_config, wait_until  # noqa: E402
 from test_cluster_mode import A_ID, ClusterModeTest  # noqa: E402
 from testproc import free_port  # noqa: E402
 
@@ -117,7 +117,7 @@ class ClusterShards(ClusterModeTest):
         for op in ops:
             self.assertGreater(op.output().count("push recorded"), 0)
         # Metrics carry the shard of each engine's series.
-        self.assertRegex(urllib_get(f"http://127.0.0.1:{self.cluster.metrics_port}/metrics"), r'shard="\d"')
+        self.assertRegex(http_text(f"http://127.0.0.1:{self.cluster.metrics_port}/metrics"), r'shard="\d"')
 
     def test_one_notification_with_pushes_of_two_shards_held_elsewhere_is_taken_by_both_holders(self):
         """A token-protected Registry; one envelope, POSTed to replica 0, carries a push of a shard
@@ -146,10 +146,10 @@ class ClusterShards(ClusterModeTest):
                 "digest": img.digest, "tag": "v1"}})
         body = json.dumps({"events": events}).encode()
         url = f"http://127.0.0.1:{self.notified_port}/registry-events/a"
-        self.assertEqual(post(url, body, "Bearer wrong")[0], 401)
+        self.assertEqual(post_notification(url, body, "Bearer wrong")[0], 401)
         for op in ops[1:]:
             self.assertNotIn("push recorded", op.output(), "a refused notification must not be forwarded")
-        code, text = post(url, body, "Bearer s3cret")
+        code, text = post_notification(url, body, "Bearer s3cret")
         self.assertEqual(code, 200, text)
         for repo, holder in picked:
             _, st = self.wait_record(repo, "v1", expected=1, timeout=30)
@@ -160,7 +160,7 @@ class ClusterShards(ClusterModeTest):
                             if "push recorded" in line and f"repository={repo} " in line]
                 self.assertEqual(len(recorded), 1 if n == holder else 0, (repo, n))
         # Sent again (a registry retrying after a lost answer): the same records, nothing new.
-        self.assertEqual(post(url, body, "Bearer s3cret")[0], 200)
+        self.assertEqual(post_notification(url, body, "Bearer s3cret")[0], 200)
         self.assertEqual(len(self.records()), 2)
 
     def test_a_replica_killed_mid_copy_has_its_shards_taken_over_and_nothing_is_lost_or_copied_twice(self):
@@ -205,24 +205,6 @@ class ClusterShards(ClusterModeTest):
         self.assertEqual(len(resumed_by), 1)
         print(f"\nshards {victim_shards} taken over {taken_after:.1f} s after the kill "
               f"(Lease {LEASE_SECONDS} s, retry {RETRY_SECONDS} s)", file=sys.stderr)
-
-
-def post(url, body, authorization):
-    import urllib.error
-    import urllib.request
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/vnd.docker.distribution.events.v1+json", "Authorization": authorization})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def urllib_get(url):
-    import urllib.request
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()
 
 
 if __name__ == "__main__":
