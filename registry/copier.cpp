@@ -86,31 +86,46 @@ class Event {
   bool set_ = false;
 };
 
-// Spawns every task and waits for all of them; results in order.
+// Child manifests of an index read or written at once.
+constexpr std::size_t kManifestsAtOnce = 8;
+
 template <class T>
-Task<std::vector<T>> join_all(asio::any_io_executor ex, std::vector<std::function<Task<T>()>> tasks) {
-  struct Shared {
-    explicit Shared(asio::any_io_executor ex) : done(ex) {}
-    std::vector<std::optional<T>> results;
-    std::size_t left = 0;
-    std::exception_ptr error;
-    Event done;
-  };
-  auto sh = std::make_shared<Shared>(ex);
-  sh->results.resize(tasks.size());
-  sh->left = tasks.size();
+struct Joined {
+  Joined(asio::any_io_executor ex, std::vector<std::function<Task<T>()>> t)
+      : ex(ex), tasks(std::move(t)), results(tasks.size()), left(tasks.size()), done(ex) {}
+  asio::any_io_executor ex;
+  std::vector<std::function<Task<T>()>> tasks;  // each lives until every task has finished
+  std::vector<std::optional<T>> results;
+  std::size_t next = 0, left;
+  std::exception_ptr error;
+  Event done;
+};
+
+// Spawns the next task not started; when it finishes, the one after.
+template <class T>
+void spawn_next(std::shared_ptr<Joined<T>> sh) {
+  const std::size_t i = sh->next++;
+  asio::co_spawn(sh->ex, sh->tasks[i](), [sh, i](std::exception_ptr e, T r) {
+    if (e && !sh->error) sh->error = e;
+    if (!e) sh->results[i].emplace(std::move(r));
+    if (sh->next < sh->tasks.size()) spawn_next(sh);
+    if (--sh->left == 0) sh->done.notify();
+  });
+}
+
+// Runs the tasks, at most `at_once` at a time (0: all at once), and waits for all of them;
+// results in order.
+template <class T>
+Task<std::vector<T>> join_all(asio::any_io_executor ex, std::vector<std::function<Task<T>()>> tasks,
+                              std::size_t at_once = 0) {
   if (tasks.empty()) co_return std::vector<T>{};
-  for (std::size_t i = 0; i < tasks.size(); ++i) {
-    asio::co_spawn(ex, tasks[i](), [sh, i](std::exception_ptr e, T r) {
-      if (e && !sh->error) sh->error = e;
-      if (!e) sh->results[i].emplace(std::move(r));
-      if (--sh->left == 0) sh->done.notify();
-    });
-  }
+  auto sh = std::make_shared<Joined<T>>(ex, std::move(tasks));
+  const std::size_t n = sh->tasks.size();
+  for (std::size_t k = 0, start = at_once == 0 ? n : std::min(at_once, n); k < start; ++k) spawn_next(sh);
   co_await sh->done.wait();
   if (sh->error) std::rethrow_exception(sh->error);
   std::vector<T> out;
-  out.reserve(tasks.size());
+  out.reserve(n);
   for (auto& r : sh->results) out.push_back(std::move(*r));
   co_return out;
 }
@@ -449,9 +464,20 @@ struct Copier::Impl {
     co_return r;
   }
 
+  // One child manifest of an index, by digest.
+  Task<Result<void>> put_child(RegistryClient* dst, std::string repo, const Manifest* m,
+                               const std::function<void()>* written) {
+    auto p = co_await dst->put_manifest(std::move(repo), m->digest, m->media_type, m->bytes);
+    if (!p) co_return std::unexpected(p.error());
+    FERRY_FAILPOINT("manifest.child.after");
+    ++stats.manifests_pushed;
+    (*written)();
+    co_return Result<void>{};
+  }
+
   Task<Result<CopyResult>> copy_one(Reference source, Reference destination,
                                     std::function<void()> manifest_written, Lane lane) {
-    auto written = [&] {
+    const std::function<void()> written = [&] {
       if (!manifest_written) return;
       auto f = std::move(manifest_written);
       manifest_written = nullptr;
@@ -484,33 +510,46 @@ struct Copier::Impl {
       e.digest = top->digest;
       co_return from_source(std::move(e));
     }
-    std::vector<Node> children;  // pushed before the top manifest, deepest first
+    // Level by level: the child manifests of every index of one level are read at once.
+    std::vector<std::vector<Node>> levels;  // below the top, by depth; pushed deepest level first
     std::vector<Descriptor> blob_list;
     std::set<std::string> seen;
-    std::vector<std::pair<ManifestInfo, int>> pending{{*top_info, 0}};
-    while (!pending.empty()) {
-      auto [info, depth] = pending.back();
-      pending.pop_back();
-      if (depth > 4) co_return fail(ErrorKind::Unsupported, "index nesting deeper than 4 levels");
-      for (const auto& d : info.children) {
-        if (!seen.insert(d.digest).second) continue;
-        if (!info.is_index) {
-          if (!d.foreign) blob_list.push_back(d);
-          continue;
+    std::vector<ManifestInfo> frontier{*top_info};
+    for (int depth = 0; !frontier.empty(); ++depth) {
+      std::vector<Descriptor> wanted;  // the child manifests one level down
+      for (const auto& info : frontier) {
+        for (const auto& d : info.children) {
+          if (!seen.insert(d.digest).second) continue;
+          if (!info.is_index) {
+            if (!d.foreign) blob_list.push_back(d);
+          } else {
+            wanted.push_back(d);
+          }
         }
-        auto child = co_await src.get_manifest(source.repository, d.digest);
-        if (!child) co_return from_source(child.error());
-        auto ci = inspect_manifest(child->bytes, child->media_type);
+      }
+      if (wanted.empty()) break;
+      if (depth >= 4) co_return fail(ErrorKind::Unsupported, "index nesting deeper than 4 levels");
+      std::vector<std::function<Task<Result<Manifest>>()>> gets;
+      for (const auto& d : wanted) {
+        gets.push_back([s = &src, repo = source.repository, digest = d.digest] { return s->get_manifest(repo, digest); });
+      }
+      auto got = co_await join_all<Result<Manifest>>(ex, std::move(gets), kManifestsAtOnce);
+      std::vector<Node> level;
+      frontier.clear();
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        if (!got[i]) co_return from_source(got[i].error());
+        auto ci = inspect_manifest(got[i]->bytes, got[i]->media_type);
         if (!ci) {
           auto e = ci.error();
           e.registry = src.host();
           e.repository = source.repository;
-          e.digest = d.digest;
+          e.digest = wanted[i].digest;
           co_return from_source(std::move(e));
         }
-        pending.emplace_back(*ci, depth + 1);
-        children.push_back(Node{std::move(*child), std::move(*ci)});
+        frontier.push_back(*ci);
+        level.push_back(Node{std::move(*got[i]), std::move(*ci)});
       }
+      levels.push_back(std::move(level));
     }
 
     // Phase 2: every blob, in parallel.
@@ -524,14 +563,17 @@ struct Copier::Impl {
     for (auto& r : results)
       if (!r) co_return std::unexpected(r.error());
 
-    // Phase 3: child manifests by digest (deepest first), then the top manifest; the tag last.
-    for (auto it = children.rbegin(); it != children.rend(); ++it) {
-      auto p = co_await dst.put_manifest(destination.repository, it->manifest.digest, it->manifest.media_type,
-                                         it->manifest.bytes);
-      if (!p) co_return std::unexpected(p.error());
-      FERRY_FAILPOINT("manifest.child.after");
-      ++stats.manifests_pushed;
-      written();
+    // Phase 3: child manifests by digest, the deepest level first and each level's at once (an
+    // index is written after every manifest it lists), then the top manifest; the tag last.
+    for (auto level = levels.rbegin(); level != levels.rend(); ++level) {
+      std::vector<std::function<Task<Result<void>>()>> puts;
+      for (const auto& node : *level) {
+        puts.push_back([this, t = &dst, repo = destination.repository, m = &node.manifest, w = &written] {
+          return put_child(t, repo, m, w);
+        });
+      }
+      for (auto& r : co_await join_all<Result<void>>(ex, std::move(puts), kManifestsAtOnce))
+        if (!r) co_return std::unexpected(r.error());
     }
     CopyResult result{.digest = top->digest, .tagged = false};
     const bool by_tag = !destination.tag.empty() && !options.digest_only;
