@@ -5,7 +5,7 @@ docker-registry 2.8 and on distribution v3, medians over --rounds rounds. One co
   python3 bench/copy-bench.py [--json FILE] [--registry dist2|dist3|both] [--rounds 3]
       [--workloads W1,W2,W3] [--big-mib 256] [--fleet-images 50] [--fleet-repos 10]
       [--base-mib 20] [--unique-kib 512] [--index-layer-mib 8] [--ferry PATH] [--ferry-args ARGS]
-      [--keep]
+      [--rtt-ms MS] [--keep]
 
 Ferry is $FERRY / --ferry, else a Release build in build-bench/ (built here when missing). crane,
 regsync and distribution v3 (`registry-v3`) come from $FERRY_PEERS_BIN (default
@@ -42,6 +42,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GEN = os.path.join(ROOT, "tests", "support", "oci_image.py")
+PROXY = os.path.join(ROOT, "bench", "delay-proxy.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 ACCEPT = ", ".join([
@@ -115,11 +116,21 @@ class Registry:
         while True:
             try:
                 http("GET", f"http://{self.host}/v2/")
-                return
+                break
             except (OSError, urllib.error.URLError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     die(f"{kind} registry in {directory} did not start (see {directory}/log)")
                 time.sleep(0.05)
+        # What the tools are given: the registry itself, or a delay proxy in front of it (--rtt-ms).
+        self.addr = self.host
+        if bench.a.rtt_ms > 0:
+            port = free_port()
+            self.proxy = subprocess.Popen([sys.executable, PROXY, str(port), str(self.port), str(bench.a.rtt_ms / 2)],
+                                          stdout=subprocess.PIPE, stderr=open(os.path.join(directory, "proxy.log"), "wb"))
+            bench.procs.append(self.proxy)
+            if self.proxy.stdout.readline().strip() != b"ready":
+                die(f"the delay proxy for {directory} did not start (see {directory}/proxy.log)")
+            self.addr = f"127.0.0.1:{port}"
 
     def cpu(self):
         return cpu_seconds(self.proc.pid)
@@ -129,11 +140,14 @@ class Registry:
         with open(self.access_log, errors="replace") as f:
             return [m.groups() for m in map(ACCESS_LINE.search, f) if m]
 
-    def manifest(self, repo, ref):
-        return http("GET", f"http://{self.host}/v2/{repo}/manifests/{ref}", headers={"Accept": ACCEPT})
+    def manifest(self, repo, ref, via_proxy=False):
+        return http("GET", f"http://{self.addr if via_proxy else self.host}/v2/{repo}/manifests/{ref}",
+                    headers={"Accept": ACCEPT})
 
     def stop(self):
         self.bench.stop(self.proc)
+        if getattr(self, "proxy", None):
+            self.bench.stop(self.proxy)
 
 
 class Bench:
@@ -289,7 +303,7 @@ class Bench:
         return self.fleet()
 
     def commands(self, workload, tool, src, dst):
-        s, d = src.host, dst.host
+        s, d = src.addr, dst.addr
         ferry = [self.ferry, "copy", "--src-insecure", "--dest-insecure", "-q"] + shlex.split(self.ferry_args)
         sk = ["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests"]
         crane = [self.crane, "copy", "--insecure"]
@@ -332,7 +346,7 @@ class Bench:
         """The floor of W1: the manifest, then every blob as curl GET | curl -T - PUT (chunked,
         monolithic upload), all blobs at once, then the manifest PUT. Returns (wall, cpu)."""
         t0 = time.monotonic()
-        _, headers, body = src.manifest(repo, tag)
+        _, headers, body = src.manifest(repo, tag, via_proxy=True)
         m = json.loads(body)
         script = ('loc=$(curl -sf -X POST -D - -o /dev/null "http://$2/v2/$3/blobs/uploads/" | tr -d "\\r" |'
                   ' awk \'tolower($1)=="location:" {print $2}\')\n'
@@ -340,8 +354,8 @@ class Bench:
                   'curl -sf "http://$1/v2/$3/blobs/$4" | curl -sf -X PUT -T - '
                   '-H "Content-Type: application/octet-stream" -o /dev/null "$loc&digest=$4"\n')
         blobs = [m["config"]["digest"]] + [layer["digest"] for layer in m["layers"]]
-        _, cpu, _ = self.run([[["bash", "-ec", script, "raw", src.host, dst.host, repo, dg] for dg in blobs]], "raw")
-        http("PUT", f"http://{dst.host}/v2/{repo}/manifests/{tag}", data=body,
+        _, cpu, _ = self.run([[["bash", "-ec", script, "raw", src.addr, dst.addr, repo, dg] for dg in blobs]], "raw")
+        http("PUT", f"http://{dst.addr}/v2/{repo}/manifests/{tag}", data=body,
              headers={"Content-Type": headers.get("Content-Type", m.get("mediaType", ""))})
         return time.monotonic() - t0, cpu
 
@@ -431,6 +445,8 @@ def report(bench, kind):
     a = bench.a
     res = lambda w, t: median(bench.results.get((kind, w, t), []))  # noqa: E731
     doc = {"registry": bench.version(kind), "workloads": {}}
+    if a.rtt_ms > 0:
+        doc["rtt_ms"] = a.rtt_ms
     rows = []
     for w in a.workloads:
         entry = {t: res(w, t) for t in TOOLS[w]}
@@ -461,7 +477,8 @@ def report(bench, kind):
         doc["workloads"][w] = entry
     sizes = {"W1": f"W1 {a.big_mib} MiB", "W2": f"W2 {a.fleet_images} images/{a.fleet_repos} repos, {a.base_mib} MiB "
              f"base + {a.unique_kib} KiB", "W3": f"W3 4 platforms x {a.index_layer_mib} MiB"}
-    print(f"\n{doc['registry']}: {a.rounds} round(s), medians in seconds, {CORES} CPUs, loopback, load average "
+    where = f"loopback + {a.rtt_ms:g} ms round trip (delay proxy)" if a.rtt_ms > 0 else "loopback"
+    print(f"\n{doc['registry']}: {a.rounds} round(s), medians in seconds, {CORES} CPUs, {where}, load average "
           f"{os.getloadavg()[0]:.1f} ({'; '.join(sizes[w] for w in a.workloads)})")
     print(f"{'workload':<9}{'tool':<12}{'seconds':>9}{'peer/ferry':>12}  {'target':<40}{'met'}")
     for w, t, sec, ratio, target, ok in rows:
@@ -491,6 +508,9 @@ def main():
     p.add_argument("--index-layer-mib", type=int, default=8)
     p.add_argument("--ferry", help="ferry binary (default $FERRY, else build-bench/operator/ferry)")
     p.add_argument("--ferry-args", default="", help="more `ferry copy` flags, e.g. \"--jobs 32 --blob-jobs 16\"")
+    p.add_argument("--rtt-ms", type=float, default=0,
+                   help="put a delay proxy (bench/delay-proxy.py) between the tools and each registry, adding "
+                        "this round trip (loopback has none; replication between regions has tens of ms)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     a = p.parse_args()
