@@ -17,7 +17,8 @@ namespace ferry::operator_ {
 namespace {
 
 constexpr const char* kText = "text/plain; charset=utf-8";
-constexpr const char* kForwarded = "forwarded";  // query parameter of a forwarded notification
+constexpr const char* kForwarded = "forwarded";  // query parameters of a forwarded notification:
+constexpr const char* kCount = "shards";         // the shard, and the sender's shard count
 
 }  // namespace
 
@@ -181,6 +182,11 @@ boost::asio::awaitable<HttpResponse> ShardEngines::serve(HttpRequest request) {
   auto forwarded = request.query.find(kForwarded);
   if (forwarded != request.query.end()) {
     // Sent here for one shard by the replica the registry told; the others are not ours to take.
+    // Only under the same count: while --shards changes, shard i of one count is not shard i of
+    // the other, and a push taken under the wrong one would be skipped by every engine.
+    if (auto count = request.query.find(kCount); count == request.query.end() || count->second != std::to_string(shards_))
+      co_return HttpResponse{503, kText, "this replica runs " + std::to_string(shards_) +
+                                             " shards and the forwarding one another count (--shards is changing); retry later\n"};
     shards.insert(static_cast<std::uint32_t>(std::strtoul(forwarded->second.c_str(), nullptr, 10)));
   } else {
     for (const auto& e : *events) shards.insert(model::shard_of(source, e.repository, shards_));
@@ -207,7 +213,8 @@ boost::asio::awaitable<HttpResponse> ShardEngines::forward(std::uint32_t shard, 
     spdlog::warn("msg=\"notification for a shard without a holder\" shard={}", shard);
     co_return HttpResponse{503, kText, "shard " + std::to_string(shard) + " has no holder now; retry later\n"};
   }
-  auto url = net::Url::parse(holder + request.path + "?" + kForwarded + "=" + std::to_string(shard));
+  auto url = net::Url::parse(holder + request.path + "?" + kForwarded + "=" + std::to_string(shard) + "&" + kCount +
+                             "=" + std::to_string(shards_));
   if (!url) co_return HttpResponse{503, kText, "bad notification address of shard " + std::to_string(shard) + "\n"};
   net::HttpRequest out;
   out.method = "POST";

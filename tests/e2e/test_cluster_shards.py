@@ -47,9 +47,10 @@ class ClusterShards(ClusterModeTest):
     def start_replicas(self, a, count=3):
         """`count` replicas; the registry notifies the first one only (as a Service would pick
         one), so pushes of shards held by the others must be forwarded."""
-        ops = []
+        ops, self.ports = [], []
         for n in range(count):
             port = self.notified_port if n == 0 else free_port()
+            self.ports.append(port)
             op = self.start_operator("--shards", str(SHARDS), "--replicas", str(count),
                                      "--notifications-url", f"http://127.0.0.1:{port}", *TIMING,
                                      events_port=port, wait_engine=False)
@@ -122,7 +123,8 @@ class ClusterShards(ClusterModeTest):
     def test_one_notification_with_pushes_of_two_shards_held_elsewhere_is_taken_by_both_holders(self):
         """A token-protected Registry; one envelope, POSTed to replica 0, carries a push of a shard
         replica 1 holds and one of a shard replica 2 holds. A wrong token is refused by replica 0
-        itself, before anything is forwarded; the right one gets 200 once both holders recorded."""
+        itself, before anything is forwarded; one forwarded under another shard count is refused by
+        the holder; the right one gets 200 once both holders recorded."""
         self.notified_port = free_port()
         a = self.registry("a", A_ID, "us-east-1", notify=False)
         b = self.registry("b", A_ID, "us-west-2", notify=False)
@@ -149,6 +151,17 @@ class ClusterShards(ClusterModeTest):
         self.assertEqual(post_notification(url, body, "Bearer wrong")[0], 401)
         for op in ops[1:]:
             self.assertNotIn("push recorded", op.output(), "a refused notification must not be forwarded")
+        # A push forwarded by a replica counting shards differently (a rolling change of --shards):
+        # the holder answers 503, so the registry retries, and takes nothing (shard i of 7 is not
+        # shard i of 6).
+        repo, other = picked[0]
+        mine = shard_of(A_ID, "us-east-1", repo)
+        for query in (f"forwarded={mine}&shards={SHARDS + 1}", f"forwarded={mine}"):
+            code, text = post_notification(f"http://127.0.0.1:{self.ports[other]}/registry-events/a?{query}", body,
+                                           "Bearer s3cret")
+            self.assertEqual(code, 503, (query, text))
+            self.assertIn("--shards is changing", text)
+        self.assertNotIn("push recorded", ops[other].output())
         code, text = post_notification(url, body, "Bearer s3cret")
         self.assertEqual(code, 200, text)
         for repo, holder in picked:
