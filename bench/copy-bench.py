@@ -9,8 +9,9 @@ docker-registry 2.8 and on distribution v3, medians over --rounds rounds. One co
 
 Ferry is $FERRY / --ferry, else a Release build in build-bench/ (built here when missing). crane,
 regsync and distribution v3 (`registry-v3`) come from $FERRY_PEERS_BIN (default
-~/.cache/ferry-peers/bin), built by `bash scripts/test-peers.sh`; skopeo, docker-registry and curl
-are Debian packages (scripts/install-deps.sh).
+~/.cache/ferry-peers/bin), built by `bash scripts/test-peers.sh` (run here when one is missing);
+skopeo, docker-registry and curl are Debian packages (scripts/install-deps.sh, run here when one
+is missing).
 
 Every measurement starts a fresh source registry (hard-linked copy of a seed registry's storage)
 and a fresh empty destination of the same implementation, times one tool, checks that every
@@ -208,7 +209,16 @@ class Bench:
     # ---- setup
     def find_tools(self):
         a = self.a
+        # From a fresh clone the one command gets what it needs: Debian's tools, then the peers.
+        if not all(shutil.which(t) for t in ("skopeo", "curl", "docker-registry")):
+            log("installing skopeo, curl and docker-registry (scripts/install-deps.sh)")
+            subprocess.run(["bash", os.path.join(ROOT, "scripts", "install-deps.sh")], check=True)
         peers = os.environ.get("FERRY_PEERS_BIN", os.path.expanduser("~/.cache/ferry-peers/bin"))
+        if not all(os.access(os.path.join(peers, t), os.X_OK) for t in ("crane", "regsync", "registry-v3")):
+            log("building crane, regsync and distribution v3 (scripts/test-peers.sh; the first time takes about 16 min)")
+            out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "test-peers.sh")], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+            peers = out.strip().splitlines()[-1]
         hint = f"build them with `bash scripts/test-peers.sh` (FERRY_PEERS_BIN={peers})"
         self.crane = os.path.join(peers, "crane")
         self.regsync = os.path.join(peers, "regsync")
