@@ -252,13 +252,14 @@ struct Copier::Impl {
     std::erase_if(repo_blobs, [](const auto& kv) { return kv.second->done.is_set(); });
   }
 
-  // Copies (and copy_all runs) under way; the last one to end forgets what was placed. Counted
-  // around the awaited work, not by a guard in the frame: a frame destroyed unfinished (its
-  // io_context gone) must not touch a copier that may be gone too.
+  // Copies (and copy_all runs) under way; the last one to end forgets what was placed, and so
+  // does any copy that ends with more than remember_placed in mind. Counted around the awaited
+  // work, not by a guard in the frame: a frame destroyed unfinished (its io_context gone) must
+  // not touch a copier that may be gone too.
   std::size_t active = 0;
   void begin() { ++active; }
   void end() {
-    if (--active == 0) forget_placed();
+    if (--active == 0 || blobs.size() + repo_blobs.size() > options.remember_placed) forget_placed();
   }
 
   void set_resolver(ConfigResolver r) {

@@ -27,6 +27,10 @@ struct CopyOptions {
   bool stream_in_put = true;
   std::uint64_t patch_bytes = 0;
   bool digest_only = false;              // push the top manifest by digest, without the tag (S13)
+  // Blobs placed (per destination registry and per repository) that a busy copier keeps in mind
+  // to skip their HEAD; beyond this many, what is placed is forgotten at the end of a copy, as it
+  // is whenever the copier falls idle (a backfill of a large registry is never idle).
+  std::size_t remember_placed = 20000;
   RetryPolicy retry;                     // whole-blob retries after a failed stream
   // Called with a blob's size each time one is committed at a destination (not for skipped or
   // mounted blobs, nor for streams that failed): bytes written, each once, whatever runs beside.

@@ -416,6 +416,34 @@ TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
   EXPECT_EQ(copier.stats().blobs_copied, 3u) << "and nothing uploaded twice";
 }
 
+TEST(Copy, ABusyCopierForgetsWhatItPlacedBeyondItsBound) {
+  // One copy_all run keeps the copier busy from the first image to the last (a backfill is like
+  // that for hours): what it placed is forgotten once more than remember_placed is in mind, so
+  // the second image of the run asks the destination again; without the bound it trusts memory.
+  Registry src;
+  build_and_push("image", {"--seed", "busy", "--layers", "2"}, src.host() + "/busy/app:v1");
+  for (const std::size_t bound : {std::size_t{1000}, std::size_t{2}}) {
+    Registry dst;
+    ferry::testing::TempDir logs;
+    const std::string log = logs / "requests.log";
+    FaultProxy proxy(dst.host(), {"--request-log", log});
+    CopyOptions options;
+    options.max_parallel_images = 1;  // one image after the other, in the same run
+    options.remember_placed = bound;
+    std::vector<CopyJob> jobs;
+    for (const char* tag : {"v1", "v2"})
+      jobs.push_back({image_ref(src.host() + "/busy/app:v1"), image_ref(proxy.host() + "/busy/app:" + tag)});
+    auto results = run_copies(std::move(jobs), both(plain(""), plain("")), options);
+    for (const auto& r : results) ASSERT_TRUE(r) << r.error().to_string();
+    std::ifstream in(log);
+    std::string start, end, method, path;
+    int heads = 0;
+    while (in >> start >> end >> method >> path) heads += method == "HEAD" && path.find("/blobs/") != std::string::npos;
+    EXPECT_EQ(heads, bound == 2 ? 6 : 3) << "bound " << bound << ": config and two layers, asked for "
+                                          << (bound == 2 ? "again by the second image" : "once");
+  }
+}
+
 // ---- faults through tests/support/fault_proxy.py
 
 class Faults : public ::testing::Test {
