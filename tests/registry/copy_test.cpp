@@ -379,6 +379,15 @@ TEST(Copy, ANewTableKeepsUnchangedClientsAndLetsCopiesInFlightFinish) {
 // Once no copy is under way, the copier forgets which blobs it placed: the next copy asks the
 // destination again (a repository may have been deleted there meanwhile) instead of skipping
 // blobs on its word. Within one copy_all run, images still share what the others placed.
+// Blob HEADs in a FaultProxy --request-log.
+int blob_heads_in(const std::string& log) {
+  std::ifstream in(log);
+  std::string start, end, method, path;
+  int n = 0;
+  while (in >> start >> end >> method >> path) n += method == "HEAD" && path.find("/blobs/") != std::string::npos;
+  return n;
+}
+
 TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
   Registry src;
   Registry dst;
@@ -386,13 +395,7 @@ TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
   const std::string log = logs / "requests.log";
   FaultProxy proxy(dst.host(), {"--request-log", log});
   build_and_push("image", {"--seed", "idle", "--layers", "2"}, src.host() + "/id/app:v1");
-  auto blob_heads = [&] {
-    std::ifstream in(log);
-    std::string start, end, method, path;
-    int n = 0;
-    while (in >> start >> end >> method >> path) n += method == "HEAD" && path.find("/blobs/") != std::string::npos;
-    return n;
-  };
+  auto blob_heads = [&] { return blob_heads_in(log); };
   asio::io_context io;
   Copier copier(io.get_executor(), both(plain(""), plain("")));
   auto copy = [&] {
@@ -435,11 +438,7 @@ TEST(Copy, ABusyCopierForgetsWhatItPlacedBeyondItsBound) {
       jobs.push_back({image_ref(src.host() + "/busy/app:v1"), image_ref(proxy.host() + "/busy/app:" + tag)});
     auto results = run_copies(std::move(jobs), both(plain(""), plain("")), options);
     for (const auto& r : results) ASSERT_TRUE(r) << r.error().to_string();
-    std::ifstream in(log);
-    std::string start, end, method, path;
-    int heads = 0;
-    while (in >> start >> end >> method >> path) heads += method == "HEAD" && path.find("/blobs/") != std::string::npos;
-    EXPECT_EQ(heads, bound == 2 ? 6 : 3) << "bound " << bound << ": config and two layers, asked for "
+    EXPECT_EQ(blob_heads_in(log), bound == 2 ? 6 : 3) << "bound " << bound << ": config and two layers, asked for "
                                           << (bound == 2 ? "again by the second image" : "once");
   }
 }
