@@ -573,7 +573,8 @@ struct Copier::Impl {
           return put_child(t, repo, m, w);
         });
       }
-      for (auto& r : co_await join_all<Result<void>>(ex, std::move(puts), kManifestsAtOnce))
+      auto put = co_await join_all<Result<void>>(ex, std::move(puts), kManifestsAtOnce);
+      for (auto& r : put)
         if (!r) co_return std::unexpected(r.error());
     }
     CopyResult result{.digest = top->digest, .tagged = false};
