@@ -376,9 +376,6 @@ TEST(Copy, ANewTableKeepsUnchangedClientsAndLetsCopiesInFlightFinish) {
   EXPECT_EQ(after->error().kind, ErrorKind::Unauthorized) << after->error().to_string();
 }
 
-// Once no copy is under way, the copier forgets which blobs it placed: the next copy asks the
-// destination again (a repository may have been deleted there meanwhile) instead of skipping
-// blobs on its word. Within one copy_all run, images still share what the others placed.
 // Blob HEADs in a FaultProxy --request-log.
 int blob_heads_in(const std::string& log) {
   std::ifstream in(log);
@@ -388,6 +385,9 @@ int blob_heads_in(const std::string& log) {
   return n;
 }
 
+// Once no copy is under way, the copier forgets which blobs it placed: the next copy asks the
+// destination again (a repository may have been deleted there meanwhile) instead of skipping
+// blobs on its word. Within one copy_all run, images still share what the others placed.
 TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
   Registry src;
   Registry dst;
@@ -395,7 +395,6 @@ TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
   const std::string log = logs / "requests.log";
   FaultProxy proxy(dst.host(), {"--request-log", log});
   build_and_push("image", {"--seed", "idle", "--layers", "2"}, src.host() + "/id/app:v1");
-  auto blob_heads = [&] { return blob_heads_in(log); };
   asio::io_context io;
   Copier copier(io.get_executor(), both(plain(""), plain("")));
   auto copy = [&] {
@@ -411,11 +410,11 @@ TEST(Copy, AnIdleCopierAsksTheDestinationAgainRatherThanTrustingWhatItPlaced) {
   };
   auto first = copy();
   ASSERT_TRUE(first && *first) << (first ? first->error().to_string() : "not run");
-  const int after_first = blob_heads();
+  const int after_first = blob_heads_in(log);
   EXPECT_EQ(after_first, 3) << "config and two layers, each asked for once";
   auto second = copy();
   ASSERT_TRUE(second && *second) << (second ? second->error().to_string() : "not run");
-  EXPECT_EQ(blob_heads() - after_first, 3) << "asked again, not skipped on the copier's memory";
+  EXPECT_EQ(blob_heads_in(log) - after_first, 3) << "asked again, not skipped on the copier's memory";
   EXPECT_EQ(copier.stats().blobs_copied, 3u) << "and nothing uploaded twice";
 }
 
